@@ -1,0 +1,49 @@
+"""Development sessions: `nox -t check` runs what CI runs, `nox -s demo` the demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# Every Python from 3.11 up that this machine has; CI machines have 3.11 to 3.13.
+PYTHONS = [v for v in ("3.11", "3.12", "3.13", "3.14") if shutil.which(f"python{v}")] or ["3"]
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    deps = [dep for group in groups for dep in nox.project.dependency_groups(PYPROJECT, group)]
+    session.install("-e", ".", *deps)
+
+
+@nox.session(python=PYTHONS, tags=["check"])
+def tests(session: nox.Session) -> None:
+    """The test suite with branch coverage; 100% is required."""
+    install(session, "tests")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+
+
+@nox.session(python=PYTHONS[0], tags=["check"])
+def lint(session: nox.Session) -> None:
+    """Ruff, for lint and format."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0], tags=["check"])
+def typecheck(session: nox.Session) -> None:
+    """mypy strict and pyright strict, on the package and on tests/typing."""
+    install(session, "typecheck")
+    session.run("mypy")
+    session.run("pyright")

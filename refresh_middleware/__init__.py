@@ -1,0 +1,10 @@
+"""Refresh expiring LLM provider credentials on 401 and retry once, without duplicating output.
+
+`refresh_on_401` wraps a provider instance or decorates a provider class. The classifier and
+the stream gate it uses are public in `refresh_middleware.classify`.
+"""
+
+from ._classify import is_unauthorized_error
+from ._decorator import refresh_on_401
+
+__all__ = ["is_unauthorized_error", "refresh_on_401"]

@@ -1,0 +1,524 @@
+"""Pure decisions: is this error a 401, what kind of stream item is this, what does the gate do.
+
+Nothing in this module performs I/O or awaits. The decorator's drivers feed it values and act on
+its answers, which keeps every decision testable by stepping it directly (the split of httpx's
+auth flows).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+__all__ = [
+    "DEFAULT_USAGE",
+    "GateAction",
+    "ItemKind",
+    "StreamGate",
+    "UsageAccounting",
+    "is_unauthorized_error",
+    "kind_of",
+]
+
+# --------------------------------------------------------------------------------------------------
+# is_unauthorized_error
+
+_STATUS_NAMES: Final = ("status_code", "status", "http_status", "code")
+_AUTH_CODES: Final = frozenset(
+    {
+        "authentication_error",
+        "authenticationerror",
+        "invalid_api_key",
+        "invalid_token",
+        "token_expired",
+        "expired_token",
+        "unauthorized",
+        "unauthenticated",
+        "401",
+    }
+)
+# Words that put an error out of reach of a credential refresh, checked before the positives:
+# a 403 means the credentials are valid but not allowed, a 407 concerns the proxy's credentials.
+_NOT_OURS: Final = re.compile(r"\b40[37]\b|forbidden|proxy[ -]?auth")
+_UNAUTHORIZED_TEXT: Final = re.compile(
+    r"\b401\b"
+    r"|unauthori[sz]ed|unauthenticated|authentication"
+    r"|token_expired|invalid_api_key|invalid_token"
+    r"|invalid (?:x-)?api[ -]?key|incorrect api key"
+    r"|token (?:has |is )?expired|expired (?:access |oauth |bearer |auth )?token"
+)
+# How far the classifier walks into nested errors, chains and groups before it gives up: deep
+# enough for any real error, small enough that a hostile object cannot make it slow.
+_MAX_NODES: Final = 64
+
+
+class _Walk:
+    """One classification: the nodes already visited, so cycles and huge graphs end."""
+
+    __slots__ = ("budget", "seen")
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.budget = _MAX_NODES
+
+    def enter(self, value: object) -> bool:
+        key = id(value)
+        if key in self.seen or self.budget <= 0:
+            return False
+        self.seen.add(key)
+        self.budget -= 1
+        return True
+
+    def verdict(self, value: object) -> bool | None:
+        """True or False when `value` settles the question, None when it says nothing."""
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            return _text_verdict(value)
+        if isinstance(value, int):
+            return _status_verdict(value)
+        if isinstance(value, bytes | bytearray):
+            return _text_verdict(bytes(value).decode("utf-8", "replace"))
+        if not self.enter(value):
+            return None
+        if isinstance(value, Mapping):
+            return self._mapping_verdict(value)  # pyright: ignore[reportUnknownArgumentType]
+        return self._object_verdict(value)
+
+    def _mapping_verdict(self, value: Mapping[Any, Any]) -> bool | None:
+        for name in _STATUS_NAMES:
+            found = _status_verdict(value.get(name))
+            if found is not None:
+                return found
+        for name in ("type", "code", "error_code"):
+            if _is_auth_code(value.get(name)):
+                return True
+        for name in ("error", "body", "detail"):
+            nested = value.get(name)
+            if nested is not None:
+                found = self.verdict(nested)
+                if found is not None:
+                    return found
+        message = value.get("message")
+        return _text_verdict(message) if isinstance(message, str) else None
+
+    def _object_verdict(self, value: object) -> bool | None:
+        for name in _STATUS_NAMES:
+            found = _status_verdict(getattr(value, name, None))
+            if found is not None:
+                return found
+        response = getattr(value, "response", None)
+        if response is not None:
+            found = _status_verdict(getattr(response, "status_code", None))
+            if found is not None:
+                return found
+        for name in ("type", "code", "error_code"):
+            if _is_auth_code(getattr(value, name, None)):
+                return True
+        for name in ("body", "error"):
+            nested = getattr(value, name, None)
+            if nested is not None and nested is not value:
+                found = self.verdict(nested)
+                if found is not None:
+                    return found
+        if isinstance(value, BaseExceptionGroup):
+            return self._any_verdict(value.exceptions)
+        if isinstance(value, BaseException):
+            found = _text_verdict(str(value))
+            if found is not None:
+                return found
+            return self._any_verdict((value.__cause__, value.__context__))
+        message = getattr(value, "message", None)
+        return _text_verdict(message) if isinstance(message, str) else None
+
+    def _any_verdict(self, values: tuple[object, ...] | tuple[BaseException, ...]) -> bool | None:
+        verdicts = [self.verdict(each) for each in values]
+        if True in verdicts:
+            return True
+        return False if False in verdicts else None
+
+
+def _status_verdict(status: object) -> bool | None:
+    # Only error statuses settle anything: Anthropic reports a mid-stream error event with the
+    # 200 of the stream it arrived on, and its body still has to be read.
+    if isinstance(status, bool) or not isinstance(status, int):
+        if isinstance(status, str) and status.isdigit():
+            return _status_verdict(int(status))
+        return None
+    if status == 401:
+        return True
+    return False if 400 <= status <= 599 else None
+
+
+def _is_auth_code(code: object) -> bool:
+    return isinstance(code, str) and code.strip().lower() in _AUTH_CODES
+
+
+def _text_verdict(text: str) -> bool | None:
+    lowered = text.lower()
+    if _NOT_OURS.search(lowered):
+        return False
+    return True if _UNAUTHORIZED_TEXT.search(lowered) else None
+
+
+def is_unauthorized_error(value: object) -> bool:
+    """Tell whether `value` reports rejected credentials, the kind that a refresh can fix.
+
+    Structure is read first: status attributes (`status_code`, `status`, `code`,
+    `http_status`, `response.status_code`), error bodies such as
+    `{"error": {"type": "authentication_error"}}`, then the exception's cause, context and, for
+    exception groups, members. Message text is the fallback. A 403, `Forbidden` and proxy
+    authentication (407) are not unauthorized: new provider credentials cannot fix them.
+
+    Args:
+        value: An exception, an error object or mapping, a status code, or a message.
+
+    Returns:
+        True when `value` is a 401 or says so; False for anything else, including values that
+        raise while being inspected. It never raises itself.
+
+    Example:
+        >>> is_unauthorized_error("status=401 Unauthorized")
+        True
+        >>> is_unauthorized_error({"error": {"type": "authentication_error"}})
+        True
+        >>> is_unauthorized_error(RuntimeError("rate limited"))
+        False
+    """
+    try:
+        return _Walk().verdict(value) is True
+    except Exception:  # noqa: BLE001 - a classifier that raises would turn a 401 into a crash
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# kind_of
+
+
+class ItemKind(enum.Enum):
+    """What a streamed item means to the gate.
+
+    `OUTPUT` is anything the consumer may already have acted on (text, thinking, tool calls,
+    signatures, and every item that is not recognised); once forwarded, a retry would duplicate
+    it. `METADATA` (usage, pings, message start) carries no output. `ERROR` is an error reported
+    in the stream. `DONE` ends the stream.
+    """
+
+    OUTPUT = "output"
+    METADATA = "metadata"
+    ERROR = "error"
+    DONE = "done"
+
+
+_DONE_NAMES: Final = frozenset(
+    {"done", "stop", "message_stop", "stream_end", "end", "completed", "response_completed"}
+)
+_METADATA_NAMES: Final = frozenset(
+    {
+        "usage",
+        "ping",
+        "heartbeat",
+        "keepalive",
+        "metadata",
+        "message_start",
+        "message_delta",
+        "content_block_stop",
+        "response_created",
+        "response_in_progress",
+        "rate_limits_updated",
+    }
+)
+_CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEPARATORS: Final = re.compile(r"[\s.\-/]+")
+_AFFIXES: Final = (("raw_", ""), ("", "_event"), ("", "_delta"), ("", "_chunk"))
+_kind_by_name: dict[str, ItemKind] = {}
+
+
+def _kind_of_name(name: str) -> ItemKind:
+    normal = _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub("_", name.strip())).lower()
+    if "error" in normal.split("_"):
+        return ItemKind.ERROR
+    candidates = {normal}
+    for prefix, suffix in _AFFIXES:
+        for each in tuple(candidates):
+            if each.startswith(prefix) and each.endswith(suffix):
+                candidates.add(each[len(prefix) : len(each) - len(suffix)])
+    if candidates & _DONE_NAMES:
+        return ItemKind.DONE
+    if candidates & _METADATA_NAMES:
+        return ItemKind.METADATA
+    return ItemKind.OUTPUT
+
+
+def _kind_by(name: str) -> ItemKind:
+    kind = _kind_by_name.get(name)
+    if kind is None:
+        kind = _kind_of_name(name)
+        # Provider vocabularies are small; the bound keeps a stream of odd names from growing it.
+        if len(_kind_by_name) < 4096:
+            _kind_by_name[name] = kind
+    return kind
+
+
+def kind_of(item: object) -> ItemKind:
+    """Classify a streamed item for the gate.
+
+    Reads a `type` (or `kind`, or `event`) field of a mapping, a `type` or `kind` attribute of
+    an object (enum members count by value), and otherwise the class name of a typed delta
+    (`TextDelta`, `Usage`, `Done`, ...). Exceptions are `ERROR`. Anything not recognised is
+    `OUTPUT`: forwarding it commits the stream, because duplicated output is worse than a
+    missed retry.
+
+    Example:
+        >>> kind_of({"type": "content_block_delta", "delta": {"text": "Hi"}})
+        <ItemKind.OUTPUT: 'output'>
+        >>> kind_of({"type": "message_start"})
+        <ItemKind.METADATA: 'metadata'>
+        >>> kind_of({"type": "error", "error": {"type": "authentication_error"}})
+        <ItemKind.ERROR: 'error'>
+    """
+    try:
+        if isinstance(item, Mapping):
+            fields: Mapping[Any, Any] = item  # pyright: ignore[reportUnknownVariableType]
+            name = fields.get("type") or fields.get("kind") or fields.get("event")
+        elif isinstance(item, str | bytes):
+            return ItemKind.OUTPUT
+        elif isinstance(item, BaseException):
+            return ItemKind.ERROR
+        else:
+            name = getattr(item, "type", None) or getattr(item, "kind", None)
+            if isinstance(name, enum.Enum):
+                name = name.value
+            if not isinstance(name, str):
+                name = type(item).__name__
+        return _kind_by(name) if isinstance(name, str) else ItemKind.OUTPUT
+    except Exception:  # noqa: BLE001 - an item that cannot be read is treated as output
+        return ItemKind.OUTPUT
+
+
+# --------------------------------------------------------------------------------------------------
+# usage accounting
+
+Usage = dict[str, int | float]
+
+
+class UsageAccounting(Protocol):
+    """How the gate reads token usage from items and adds usage into them.
+
+    The default handles mappings, dataclasses, pydantic models and plain objects whose usage
+    sits in a `usage` field, in `message.usage`, or in the item itself when its kind is
+    `usage`. Pass your own to `refresh_on_401(usage=...)` for other shapes.
+    """
+
+    def read(self, item: Any) -> Usage | None:
+        """The numeric usage fields that `item` reports, or None when it reports none."""
+        ...
+
+    def add(self, item: Any, extra: Usage) -> Any:
+        """A copy of `item` whose usage has `extra` added to the fields it reports."""
+        ...
+
+
+def _numbers(value: object) -> Usage | None:
+    if isinstance(value, Mapping):
+        fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
+        pairs = fields.items()
+    elif dataclasses.is_dataclass(value):
+        pairs = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    else:
+        try:
+            pairs = vars(value).items()
+        except TypeError:
+            return None
+    found: Usage = {
+        key: number
+        for key, number in pairs
+        if isinstance(key, str)
+        and isinstance(number, int | float)
+        and not isinstance(number, bool)
+        and not key.startswith("_")
+    }
+    return found or None
+
+
+def _replaced(value: Any, changes: Mapping[str, object]) -> Any:
+    """A copy of `value` with `changes` applied, in the way its shape allows."""
+    if isinstance(value, Mapping):
+        return {**value, **changes}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **changes)
+    model_copy = getattr(value, "model_copy", None)
+    if callable(model_copy):  # a pydantic model, as the openai and anthropic SDKs use
+        return model_copy(update=dict(changes))
+    duplicate = copy.copy(value)
+    for key, new in changes.items():
+        setattr(duplicate, key, new)
+    return duplicate
+
+
+def _field(value: object, name: str) -> object:
+    if isinstance(value, Mapping):
+        fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
+        return fields.get(name)
+    return getattr(value, name, None)
+
+
+class _DefaultUsage:
+    """Usage in `usage`, in `message.usage`, or the item itself for items of kind `usage`."""
+
+    def _locate(self, item: object) -> tuple[str, ...] | None:
+        if _field(item, "usage") is not None:
+            return ("usage",)
+        message = _field(item, "message")
+        if message is not None and _field(message, "usage") is not None:
+            return ("message", "usage")
+        name = _field(item, "type")
+        if (isinstance(name, str) and name.lower() == "usage") or type(item).__name__ == "Usage":
+            return ()
+        return None
+
+    def read(self, item: Any) -> Usage | None:
+        path = self._locate(item)
+        if path is None:
+            return None
+        value = item
+        for name in path:
+            value = _field(value, name)
+        return _numbers(value)
+
+    def add(self, item: Any, extra: Usage) -> Any:
+        path = self._locate(item)
+        if path is None:
+            return item
+        return self._add_at(item, path, extra)
+
+    def _add_at(self, value: Any, path: tuple[str, ...], extra: Usage) -> Any:
+        if path:
+            inner = _field(value, path[0])
+            return _replaced(value, {path[0]: self._add_at(inner, path[1:], extra)})
+        own = _numbers(value) or {}
+        changes = {key: own[key] + extra[key] for key in own.keys() & extra.keys()}
+        return _replaced(value, changes) if changes else value
+
+
+DEFAULT_USAGE: Final[UsageAccounting] = _DefaultUsage()
+
+
+# --------------------------------------------------------------------------------------------------
+# StreamGate
+
+
+class GateAction(enum.Enum):
+    """What the driver does with the item or error it just fed to the gate."""
+
+    FORWARD = "forward"
+    """Hand the item to the consumer and read on."""
+    FORWARD_AND_STOP = "forward and stop"
+    """Hand the item to the consumer, close the inner stream, end."""
+    RETRY = "retry"
+    """Drop the item or error, close the inner stream, refresh, open a new attempt."""
+    RAISE = "raise"
+    """Let the exception propagate to the consumer."""
+
+
+class StreamGate:
+    """The stream gate of the design: forward, commit, or retry, one decision per event.
+
+    A stream is *committed* once an `OUTPUT` item has been forwarded: the consumer may have
+    shown it, so from then on a retry would duplicate output and errors pass through. Before
+    commit, an unauthorized error item or exception asks for a retry, at most `max_retries`
+    times per call. Usage that an abandoned attempt reported is carried into the usage items
+    of the attempt that follows, so the last usage the consumer sees covers every attempt.
+
+    The gate is pure: it never reads a stream and never awaits. Drivers call `on_item` and
+    `on_exception` and act on the returned `GateAction`.
+
+    Example:
+        >>> gate = StreamGate()
+        >>> gate.on_item({"type": "error", "message": "HTTP 401"})
+        (<GateAction.RETRY: 'retry'>, {'type': 'error', 'message': 'HTTP 401'})
+        >>> gate.on_item("Hello")
+        (<GateAction.FORWARD: 'forward'>, 'Hello')
+        >>> gate.committed, gate.retries
+        (True, 1)
+    """
+
+    __slots__ = (
+        "_attempt_usage",
+        "_carried",
+        "_is_unauthorized",
+        "_kind_of",
+        "_usage",
+        "committed",
+        "max_retries",
+        "retries",
+    )
+
+    def __init__(
+        self,
+        *,
+        is_unauthorized: Callable[[object], bool] = is_unauthorized_error,
+        kind_of: Callable[[object], ItemKind] = kind_of,
+        usage: UsageAccounting = DEFAULT_USAGE,
+        max_retries: int = 1,
+    ) -> None:
+        self._is_unauthorized = is_unauthorized
+        self._kind_of = kind_of
+        self._usage = usage
+        self.max_retries = max_retries
+        self.committed = False
+        self.retries = 0
+        self._attempt_usage: Usage = {}
+        self._carried: Usage = {}
+
+    def on_item(self, item: object) -> tuple[GateAction, object]:
+        """Decide what happens to `item`; returns the action and the item to forward.
+
+        The returned item differs from `item` only when usage of an abandoned attempt was
+        added into it.
+        """
+        kind = self._kind_of(item)
+        if self.committed:
+            action = GateAction.FORWARD_AND_STOP if kind is ItemKind.DONE else GateAction.FORWARD
+            return action, self._with_carried(item)
+        if kind is ItemKind.ERROR and self._may_retry(item):
+            return GateAction.RETRY, item
+        if kind is ItemKind.OUTPUT:
+            self.committed = True
+        elif kind is ItemKind.METADATA:
+            self._remember_usage(item)
+        elif kind is ItemKind.DONE:
+            return GateAction.FORWARD_AND_STOP, self._with_carried(item)
+        return GateAction.FORWARD, self._with_carried(item)
+
+    def on_exception(self, error: BaseException) -> GateAction:
+        """Decide whether an exception from the inner stream is retried or raised."""
+        if not self.committed and isinstance(error, Exception) and self._may_retry(error):
+            return GateAction.RETRY
+        return GateAction.RAISE
+
+    def _may_retry(self, error: object) -> bool:
+        if self.retries >= self.max_retries or not self._is_unauthorized(error):
+            return False
+        self.retries += 1
+        for key, number in self._attempt_usage.items():
+            self._carried[key] = self._carried.get(key, 0) + number
+        self._attempt_usage = {}
+        return True
+
+    def _remember_usage(self, item: object) -> None:
+        # Usage items are cumulative snapshots of one attempt: the largest value of each field
+        # is what that attempt cost.
+        reported = self._usage.read(item)
+        if reported:
+            for key, number in reported.items():
+                self._attempt_usage[key] = max(number, self._attempt_usage.get(key, 0))
+
+    def _with_carried(self, item: object) -> object:
+        if not self._carried or self._usage.read(item) is None:
+            return item
+        return self._usage.add(item, self._carried)

@@ -1,0 +1,316 @@
+"""`refresh_on_401`: check the options, then decorate a class or wrap an instance."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import types
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+
+from ._calls import call_async, call_sync
+from ._classify import DEFAULT_USAGE, ItemKind, UsageAccounting, is_unauthorized_error, kind_of
+from ._flight import Flight
+from ._proxy import InterceptingWrapper, RefreshingProxy, proxy_class
+from ._spec import Driver, MethodSpec, Options, driver_for
+from ._streams import StreamCall, gate_returned, gated_async, gated_sync, open_then_gate
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["refresh_on_401", "wrap_instance"]
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+Refresh = Callable[[P], "P | None | Awaitable[P | None]"]
+
+
+def _stream_entry(
+    shape: Callable[[StreamCall], Any],
+) -> Callable[[MethodSpec, Flight, object, tuple[Any, ...], dict[str, Any]], Any]:
+    def entry(
+        spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return shape(StreamCall(spec, flight, holder, args, kwargs))
+
+    return entry
+
+
+_ENTRIES: Mapping[Driver, Callable[..., Any]] = {
+    Driver.CALL_ASYNC: call_async,
+    Driver.CALL_SYNC: call_sync,
+    Driver.STREAM_ASYNC_GENERATOR: _stream_entry(gated_async),
+    Driver.STREAM_AWAITABLE: _stream_entry(open_then_gate),
+    Driver.STREAM_SYNC_GENERATOR: _stream_entry(gated_sync),
+    Driver.STREAM_RETURNED: _stream_entry(gate_returned),
+}
+
+
+def _is_async_callable(function: object) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+def _names(value: str | Iterable[str], option: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(name, str) and name.isidentifier() for name in names):
+        msg = f"{option} must be method names, got {value!r}"
+        raise TypeError(msg)
+    return names
+
+
+def _specs(
+    methods: Mapping[str, Callable[..., Any]],
+    options: Options,
+    owner: str,
+    *,
+    in_class: bool,
+) -> dict[str, MethodSpec]:
+    """The specs of the methods found, after the checks that need to see them."""
+    if not methods:
+        wanted = ", ".join(options.calls + options.streams)
+        msg = f"{owner} has none of the methods to intercept ({wanted}); pass calls= or streams="
+        raise TypeError(msg)
+    drivers = {
+        name: driver_for(method, stream=name in options.streams) for name, method in methods.items()
+    }
+    if _is_async_callable(options.refresh) and not any(d.is_async for d in drivers.values()):
+        msg = (
+            f"refresh is a coroutine function, but every intercepted method of {owner} is "
+            "synchronous and cannot await it; pass a plain function"
+        )
+        raise TypeError(msg)
+    intercepted = tuple(methods)
+    return {
+        name: MethodSpec(
+            name=name,
+            driver=driver,
+            options=options,
+            intercepted=intercepted,
+            original=methods[name] if in_class else None,
+            entry=_ENTRIES[driver],
+        )
+        for name, driver in drivers.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# instance mode
+
+
+def wrap_instance(provider: object, options: Options) -> Any:
+    """Wrap `provider` in a proxy whose intercepted methods refresh by replacement."""
+    if isinstance(type(provider), type) and issubclass(type(provider), RefreshingProxy):
+        # Wrapping twice would stack two refreshers; the newest options win instead.
+        provider = provider.__wrapped__
+    methods: dict[str, Callable[..., Any]] = {}
+    for name in options.calls + options.streams:
+        if isinstance(inspect.getattr_static(type(provider), name, None), InterceptingWrapper):
+            msg = (
+                f"{type(provider).__name__} is a class decorated with refresh_on_401 already; "
+                "its instances refresh on their own and must not be wrapped again"
+            )
+            raise TypeError(msg)
+        method = getattr(provider, name, None)
+        if callable(method):
+            methods[name] = method
+    specs = _specs(methods, options, type(provider).__name__, in_class=False)
+    cls = proxy_class(type(provider), tuple(specs))
+    return cls(provider, options, specs)
+
+
+# --------------------------------------------------------------------------------------------------
+# class mode
+
+
+class _Flights:
+    """The flight of each instance of a decorated class, kept beside it rather than on it.
+
+    Nothing is stored on the instance, so `__slots__`, `__eq__` without `__hash__`, copies and
+    pickles all keep working. Entries are dropped when their instance is collected.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref[Any], Flight]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, instance: object) -> Flight:
+        key = id(instance)
+        entry = self._by_id.get(key)
+        if entry is not None and entry[0]() is instance:
+            return entry[1]
+        with self._lock:
+            entry = self._by_id.get(key)
+            if entry is None or entry[0]() is not instance:
+                by_id = self._by_id
+                ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
+                entry = by_id[key] = (ref, Flight(None))
+            return entry[1]
+
+
+_flights = _Flights()
+
+
+def _class_wrapper(
+    spec: MethodSpec,
+) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]:
+    entry = spec.entry
+
+    def wrapper(
+        wrapped: object, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if instance is None:  # called on the class: Provider.chat(provider, ...)
+            instance, args = args[0], args[1:]
+        return entry(spec, _flights.of(instance), instance, args, kwargs)
+
+    return wrapper
+
+
+def decorate_class(cls: type[T], options: Options) -> type[T]:
+    """Intercept the methods of `cls` in place; refresh updates each instance in place."""
+    if cls.__weakrefoffset__ == 0:
+        msg = (
+            f"{cls.__name__} cannot be decorated: its instances cannot be weakly referenced; "
+            "add '__weakref__' to its __slots__"
+        )
+        raise TypeError(msg)
+    methods: dict[str, Callable[..., Any]] = {}
+    for name in options.calls + options.streams:
+        found = inspect.getattr_static(cls, name, None)
+        if isinstance(found, InterceptingWrapper):
+            found = found.__wrapped__  # decorated before: replace, never stack
+        if found is None:
+            continue
+        if not isinstance(found, types.FunctionType):
+            msg = f"{cls.__name__}.{name} is a {type(found).__name__}, not a plain method"
+            raise TypeError(msg)
+        methods[name] = found
+    for name, spec in _specs(methods, options, cls.__name__, in_class=True).items():
+        setattr(cls, name, InterceptingWrapper(methods[name], _class_wrapper(spec)))
+    return cls
+
+
+# --------------------------------------------------------------------------------------------------
+# the public decorator
+
+
+class _Decorator(Protocol[P]):
+    @overload
+    def __call__(self, target: type[P], /) -> type[P]: ...
+    @overload
+    def __call__(self, target: P, /) -> P: ...
+
+
+@overload
+def refresh_on_401(
+    target: type[P],
+    /,
+    *,
+    refresh: Callable[[P], None | Awaitable[None]],
+    calls: str | Iterable[str] = ...,
+    streams: str | Iterable[str] = ...,
+    is_unauthorized: Callable[[object], bool] = ...,
+    kind_of: Callable[[object], ItemKind] = ...,
+    usage: UsageAccounting = ...,
+) -> type[P]: ...
+@overload
+def refresh_on_401(
+    target: P,
+    /,
+    *,
+    refresh: Callable[[P], P | None | Awaitable[P | None]],
+    calls: str | Iterable[str] = ...,
+    streams: str | Iterable[str] = ...,
+    is_unauthorized: Callable[[object], bool] = ...,
+    kind_of: Callable[[object], ItemKind] = ...,
+    usage: UsageAccounting = ...,
+) -> P: ...
+@overload
+def refresh_on_401(
+    *,
+    refresh: Callable[[P], P | None | Awaitable[P | None]],
+    calls: str | Iterable[str] = ...,
+    streams: str | Iterable[str] = ...,
+    is_unauthorized: Callable[[object], bool] = ...,
+    kind_of: Callable[[object], ItemKind] = ...,
+    usage: UsageAccounting = ...,
+) -> _Decorator[P]: ...
+def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
+    target: Any = None,
+    /,
+    *,
+    refresh: Callable[[Any], Any],
+    calls: str | Iterable[str] = ("chat", "embed"),
+    streams: str | Iterable[str] = ("chat_stream",),
+    is_unauthorized: Callable[[object], bool] = is_unauthorized_error,
+    kind_of: Callable[[object], ItemKind] = kind_of,
+    usage: UsageAccounting = DEFAULT_USAGE,
+) -> Any:
+    """Refresh a provider's credentials when it reports a 401, and retry once.
+
+    Applied to an **instance**, returns a proxy that is the provider for every other purpose;
+    on a 401, `refresh(stale)` returns a replacement provider that the proxy swaps in (or None
+    after refreshing the stale one in place). Applied to a **class** (as a decorator), the
+    class's methods are intercepted and `refresh(instance)` updates the instance in place.
+    Without a target, returns a decorator for either.
+
+    Calls are retried once after a refresh. Streams are retried only while nothing but metadata
+    has been forwarded, so output is never duplicated. Concurrent 401s on the same credentials
+    share one refresh.
+
+    Args:
+        target: The provider instance or class. Omit it to get a decorator.
+        refresh: Called with the stale provider; a plain function, or a coroutine function for
+            async providers. Returns the replacement provider, or None.
+        calls: Names of the request/response methods; names the provider lacks are skipped.
+        streams: Names of the streaming methods; names the provider lacks are skipped.
+        is_unauthorized: Whether an exception or error value means "refresh and retry".
+        kind_of: Classifies streamed items for the gate (see `classify.kind_of`).
+        usage: Reads and adds token usage, so an abandoned attempt's usage is not lost.
+
+    Raises:
+        TypeError: `refresh` is not callable; the target has none of the methods; `refresh` is
+            async but every intercepted method is synchronous; the class cannot be tracked.
+
+    Example:
+        >>> class Provider:
+        ...     def __init__(self, key):
+        ...         self.key = key
+        ...     def chat(self, prompt):
+        ...         if self.key == "expired":
+        ...             raise PermissionError("HTTP 401 Unauthorized")
+        ...         return f"echo: {prompt}"
+        >>> provider = refresh_on_401(Provider("expired"), refresh=lambda stale: Provider("fresh"))
+        >>> provider.chat("hi")
+        'echo: hi'
+        >>> provider.key
+        'fresh'
+    """
+    if not callable(refresh):
+        msg = f"refresh must be callable, got {type(refresh).__name__}"
+        raise TypeError(msg)
+    for option, value in (("is_unauthorized", is_unauthorized), ("kind_of", kind_of)):
+        if not callable(value):
+            msg = f"{option} must be callable, got {type(value).__name__}"
+            raise TypeError(msg)
+    if not (callable(getattr(usage, "read", None)) and callable(getattr(usage, "add", None))):
+        msg = f"usage must have read(item) and add(item, extra) methods, got {usage!r}"
+        raise TypeError(msg)
+    options = Options(
+        refresh=refresh,
+        is_unauthorized=is_unauthorized,
+        kind_of=kind_of,
+        usage=usage,
+        calls=_names(calls, "calls"),
+        streams=_names(streams, "streams"),
+    )
+
+    def apply(target: Any) -> Any:
+        if isinstance(target, type):
+            return decorate_class(target, options)
+        return wrap_instance(target, options)
+
+    return apply if target is None else apply(target)

@@ -1,0 +1,1 @@
+"""Test kit for code that uses refresh_middleware (placeholder)."""

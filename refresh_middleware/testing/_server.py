@@ -1,0 +1,647 @@
+"""A loopback LLM server that issues expiring tokens and answers like OpenAI and Anthropic.
+
+Credential refresh can only be tested honestly against something that really expires
+credentials and really speaks the providers' wire formats: fakes inside the client miss the
+SDKs' own error mapping (a 401 becomes ``AuthenticationError``, an SSE ``event: error`` becomes
+``APIStatusError`` with status 200). This server runs on ``127.0.0.1`` with a port the OS
+picks, under trio (``open_loopback_server``) or in a background thread for sync and asyncio
+code (``run_loopback_server_in_thread``), and lets tests expire, revoke and sabotage
+credentials on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict, Unpack, cast
+from urllib.parse import parse_qsl
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from hypercorn.typing import Framework
+    from starlette.requests import Request
+
+__all__ = [
+    "CHUNKS_HEADER",
+    "Api",
+    "LoopbackLLMServer",
+    "LoopbackOptions",
+    "LoopbackStats",
+    "StreamErrorMode",
+    "open_loopback_server",
+    "run_loopback_server_in_thread",
+]
+
+CHUNKS_HEADER: Final = "x-loopback-chunks"
+"""Request header that overrides the server's number of reply chunks for one request."""
+
+StreamErrorMode = Literal["before_content", "after_content"]
+"""Where an injected stream error lands: before the first text, or after some text."""
+
+Api = Literal["openai", "anthropic"]
+"""The wire dialect a stream error is injected into."""
+
+# In-flight requests get this long to finish once the server is asked to stop; a test
+# server that lingers slows every test that uses it, so this is short.
+_GRACEFUL_SHUTDOWN_SECONDS: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoopbackStats:
+    """A snapshot of what the server has done, for tests to compare against.
+
+    Frozen so a snapshot taken before an action can be compared with one taken after.
+    """
+
+    token_requests: int = 0
+    """Requests to ``POST /oauth/token``."""
+    chat_completions_requests: int = 0
+    """Requests to ``POST /v1/chat/completions``."""
+    messages_requests: int = 0
+    """Requests to ``POST /v1/messages``."""
+    unauthorized: int = 0
+    """Responses with status 401 plus injected ``authentication_error`` stream events."""
+    tokens_issued: int = 0
+    """Bearer tokens handed out, by the endpoint or by `LoopbackLLMServer.issue_token`."""
+    streams_completed: int = 0
+    """Streams that reached their final event (``[DONE]`` or ``message_stop``)."""
+
+
+class LoopbackOptions(TypedDict, total=False):
+    """Keyword options of `LoopbackLLMServer`, shared by the functions that start one."""
+
+    token_ttl: float
+    chunks: int
+    chunk_delay: float
+    model: str
+    clock: Callable[[], float]
+
+
+class _BadRequestError(Exception):
+    """A request body or header the server cannot use; answered with status 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What a chat request asked for, after validation."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    chunks: int
+    input_tokens: int
+
+    @property
+    def texts(self) -> list[str]:
+        """The reply, chunk by chunk: deterministic so tests can check exactly what arrived."""
+        return [f"chunk-{index} " for index in range(self.chunks)]
+
+
+class _Dialect(Protocol):
+    """How one provider frames the parts of a streamed reply as SSE."""
+
+    def head(self) -> list[str]:
+        """Events before anything a client would count as output."""
+        ...
+
+    def content_head(self) -> list[str]:
+        """Events that open the content, sent once before the first text."""
+        ...
+
+    def delta(self, text: str) -> str:
+        """Frame one chunk of text as an event."""
+        ...
+
+    def tail(self) -> list[str]:
+        """Events after the last text, up to the end of the stream."""
+        ...
+
+    def auth_error(self) -> str:
+        """Frame an in-stream error that says the credentials expired."""
+        ...
+
+
+def _sse_data(payload: object) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _sse_event(payload: dict[str, Any]) -> str:
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n"
+
+
+def _openai_error(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _anthropic_error(message: str, kind: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+@dataclass(slots=True)
+class _OpenAIStream:
+    """``chat.completion.chunk`` events as the OpenAI API sends them."""
+
+    call: _Call
+    completion_id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(12)}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, *, choices: bool = True
+    ) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.call.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            if choices
+            else [],
+        }
+        if self.call.include_usage:
+            # The API sends ``usage: null`` on every chunk but the last when usage is asked for.
+            chunk["usage"] = None
+        return chunk
+
+    def head(self) -> list[str]:
+        return [_sse_data(self._chunk({"role": "assistant", "content": ""}))]
+
+    def content_head(self) -> list[str]:
+        return []
+
+    def delta(self, text: str) -> str:
+        return _sse_data(self._chunk({"content": text}))
+
+    def tail(self) -> list[str]:
+        events = [_sse_data(self._chunk({}, "stop"))]
+        if self.call.include_usage:
+            final = self._chunk({}, choices=False)
+            final["usage"] = _openai_usage(self.call)
+            events.append(_sse_data(final))
+        return [*events, "data: [DONE]\n\n"]
+
+    def auth_error(self) -> str:
+        return _sse_data(_openai_error("token expired", "invalid_request_error", "invalid_api_key"))
+
+
+@dataclass(slots=True)
+class _AnthropicStream:
+    """Message stream events as the Anthropic API sends them."""
+
+    call: _Call
+    message_id: str = field(default_factory=lambda: f"msg_{secrets.token_hex(12)}")
+
+    def head(self) -> list[str]:
+        message = _anthropic_message(self.call, self.message_id, text=None)
+        return [
+            _sse_event({"type": "message_start", "message": message}),
+            _sse_event({"type": "ping"}),
+        ]
+
+    def content_head(self) -> list[str]:
+        block = {"type": "text", "text": ""}
+        return [_sse_event({"type": "content_block_start", "index": 0, "content_block": block})]
+
+    def delta(self, text: str) -> str:
+        delta = {"type": "text_delta", "text": text}
+        return _sse_event({"type": "content_block_delta", "index": 0, "delta": delta})
+
+    def tail(self) -> list[str]:
+        return [
+            _sse_event({"type": "content_block_stop", "index": 0}),
+            _sse_event(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": self.call.chunks},
+                }
+            ),
+            _sse_event({"type": "message_stop"}),
+        ]
+
+    def auth_error(self) -> str:
+        return _sse_event(_anthropic_error("token expired", "authentication_error"))
+
+
+def _openai_usage(call: _Call) -> dict[str, int]:
+    return {
+        "prompt_tokens": call.input_tokens,
+        "completion_tokens": call.chunks,
+        "total_tokens": call.input_tokens + call.chunks,
+    }
+
+
+def _anthropic_message(call: _Call, message_id: str, *, text: str | None) -> dict[str, Any]:
+    """Build an Anthropic ``message`` object; without text it is the opening of a stream."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": call.model,
+        "content": [] if text is None else [{"type": "text", "text": text}],
+        "stop_reason": None if text is None else "end_turn",
+        "stop_sequence": None,
+        # A stream's opening counts one output token, as the real API reports it.
+        "usage": {
+            "input_tokens": call.input_tokens,
+            "output_tokens": 1 if text is None else call.chunks,
+        },
+    }
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return (credentials.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _stream_response(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )
+
+
+class LoopbackLLMServer:
+    """The state and ASGI app of a loopback LLM server: tokens, counters, injected faults.
+
+    The controls (`expire_all`, `rotate`, `inject_stream_error`, `issue_token`, `stats`) take a
+    lock that is never held across an await, so any thread may call them while the server runs
+    on its own trio thread.
+
+    Args:
+        token_ttl: Seconds a bearer token stays valid, measured with ``clock``.
+        chunks: Number of text chunks in every reply (``"chunk-0 "``, ``"chunk-1 "``, ...);
+            a request may override it with the ``x-loopback-chunks`` header.
+        chunk_delay: Seconds to wait before each streamed text chunk, so streams stay in
+            flight while a test or demo expires tokens.
+        model: Model name used when a request names none.
+        clock: Source of the time used for token expiry; inject one to expire tokens without
+            sleeping.
+
+    Raises:
+        ValueError: When ``token_ttl`` is not positive, ``chunks`` is below one or
+            ``chunk_delay`` is negative.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        token_ttl: float = 3600.0,
+        chunks: int = 3,
+        chunk_delay: float = 0.0,
+        model: str = "loopback-1",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not token_ttl > 0 or chunks < 1 or not chunk_delay >= 0:
+            raise ValueError(
+                "token_ttl must be positive, chunks at least 1 and chunk_delay not negative; "
+                f"got {token_ttl=}, {chunks=}, {chunk_delay=}"
+            )
+        self.token_ttl: Final = token_ttl
+        self.chunks: Final = chunks
+        self.chunk_delay: Final = chunk_delay
+        self.model: Final = model
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._expiry_by_token: dict[str, float] = {}
+        self._pending_errors: dict[Api, deque[StreamErrorMode]] = {
+            "openai": deque(),
+            "anthropic": deque(),
+        }
+        self._counts: Counter[str] = Counter()
+        self._base_url: str | None = None
+        self.app: Final = Starlette(
+            routes=[
+                Route("/oauth/token", self._token_endpoint, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat_completions_endpoint, methods=["POST"]),
+                Route("/v1/messages", self._messages_endpoint, methods=["POST"]),
+            ]
+        )
+
+    def __repr__(self) -> str:
+        """Show where the server listens, which is what a failing test needs to know."""
+        return f"<LoopbackLLMServer base_url={self._base_url!r}>"
+
+    @property
+    def base_url(self) -> str:
+        """The root URL, such as ``http://127.0.0.1:54321``, while the server is running.
+
+        Raises:
+            RuntimeError: When the server is not running.
+
+        """
+        if self._base_url is None:
+            raise RuntimeError("the loopback server is not running")
+        return self._base_url
+
+    @property
+    def openai_base_url(self) -> str:
+        """The ``base_url`` to give the ``openai`` SDK (it expects the ``/v1`` prefix)."""
+        return f"{self.base_url}/v1"
+
+    @property
+    def token_url(self) -> str:
+        """The URL of the client-credentials token endpoint."""
+        return f"{self.base_url}/oauth/token"
+
+    @property
+    def stats(self) -> LoopbackStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            counts = self._counts.copy()
+        return LoopbackStats(
+            token_requests=counts["token_requests"],
+            chat_completions_requests=counts["chat_completions_requests"],
+            messages_requests=counts["messages_requests"],
+            unauthorized=counts["unauthorized"],
+            tokens_issued=counts["tokens_issued"],
+            streams_completed=counts["streams_completed"],
+        )
+
+    def issue_token(self) -> str:
+        """Issue a fresh bearer token valid for ``token_ttl`` seconds, without an HTTP request."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._expiry_by_token[token] = self._clock() + self.token_ttl
+            self._counts["tokens_issued"] += 1
+        return token
+
+    def expire_all(self) -> None:
+        """Make every token issued so far expire now; new tokens are unaffected."""
+        with self._lock:
+            now = self._clock()
+            self._expiry_by_token = dict.fromkeys(self._expiry_by_token, now)
+
+    def rotate(self) -> None:
+        """Forget every token issued so far, as a key rotation would; they become unknown."""
+        with self._lock:
+            self._expiry_by_token.clear()
+
+    def inject_stream_error(
+        self, mode: StreamErrorMode, count: int = 1, *, api: Api = "anthropic"
+    ) -> None:
+        """Make the next ``count`` streams of ``api`` end with an in-stream auth error.
+
+        A token that is still valid gets a 200 response whose stream then fails, which is
+        how providers report credentials that expire mid-stream. ``"before_content"`` sends
+        the error after the opening (``message_start`` or the role chunk), ``"after_content"``
+        after the first half of the text chunks. Each injected error counts as a 401 served.
+        """
+        with self._lock:
+            self._pending_errors[api].extend([mode] * count)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _refusal(self, token: str | None) -> str | None:
+        """Say why ``token`` is refused, or ``None`` when it is valid now."""
+        with self._lock:
+            expires_at = self._expiry_by_token.get(token or "")
+            now = self._clock()
+        if expires_at is None:
+            return "missing or unknown bearer token"
+        if now >= expires_at:
+            return "token expired"
+        return None
+
+    def _unauthorized(self, body: dict[str, Any]) -> JSONResponse:
+        self._count("unauthorized")
+        return JSONResponse(body, status_code=401)
+
+    def _take_stream_error(self, api: Api) -> StreamErrorMode | None:
+        with self._lock:
+            pending = self._pending_errors[api]
+            return pending.popleft() if pending else None
+
+    async def _read_call(self, request: Request) -> _Call:
+        try:
+            body = await request.json()
+            chunks = int(request.headers.get(CHUNKS_HEADER, self.chunks))
+        except ValueError as error:
+            raise _BadRequestError(f"unreadable request: {error}") from error
+        if not isinstance(body, dict) or chunks < 1:
+            raise _BadRequestError(f"expected a JSON object and {CHUNKS_HEADER} of at least 1")
+        model, messages, options = (
+            body.get("model"),
+            body.get("messages"),
+            body.get("stream_options"),
+        )
+        return _Call(
+            model=model if isinstance(model, str) else self.model,
+            stream=body.get("stream") is True,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            chunks=chunks,
+            input_tokens=len(messages) if isinstance(messages, list) else 0,
+        )
+
+    async def _events(
+        self, dialect: _Dialect, call: _Call, error: StreamErrorMode | None
+    ) -> AsyncIterator[str]:
+        for event in dialect.head():
+            yield event
+        if error == "before_content":
+            self._count("unauthorized")
+            yield dialect.auth_error()
+            return
+        for event in dialect.content_head():
+            yield event
+        # After content, the error comes once half the text has gone out (at least one chunk).
+        error_after = max(1, call.chunks // 2) if error == "after_content" else math.inf
+        for sent, text in enumerate(call.texts, start=1):
+            await trio.sleep(self.chunk_delay)
+            yield dialect.delta(text)
+            if sent == error_after:
+                self._count("unauthorized")
+                yield dialect.auth_error()
+                return
+        for event in dialect.tail():
+            yield event
+        self._count("streams_completed")
+
+    async def _token_endpoint(self, request: Request) -> Response:
+        self._count("token_requests")
+        raw = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                fields = json.loads(raw or b"{}")
+            except ValueError:
+                fields = None
+        else:
+            fields = dict(parse_qsl(raw.decode("latin-1")))
+        # A bare POST is a client-credentials request: tests should not need ceremony.
+        grant_type = (
+            fields.get("grant_type", "client_credentials") if isinstance(fields, dict) else None
+        )
+        if grant_type != "client_credentials":
+            return JSONResponse(
+                {"error": "unsupported_grant_type" if grant_type else "invalid_request"},
+                status_code=400,
+            )
+        return JSONResponse(
+            {
+                "access_token": self.issue_token(),
+                "token_type": "bearer",
+                "expires_in": self.token_ttl,
+            }
+        )
+
+    async def _chat_completions_endpoint(self, request: Request) -> Response:
+        self._count("chat_completions_requests")
+        refusal = self._refusal(_bearer(request))
+        if refusal is not None:
+            return self._unauthorized(
+                _openai_error(refusal, "invalid_request_error", "invalid_api_key")
+            )
+        try:
+            call = await self._read_call(request)
+        except _BadRequestError as error:
+            return JSONResponse(_openai_error(str(error), "invalid_request_error", None), 400)
+        if call.stream:
+            events = self._events(_OpenAIStream(call), call, self._take_stream_error("openai"))
+            return _stream_response(events)
+        completion = _OpenAIStream(call)
+        return JSONResponse(
+            {
+                "id": completion.completion_id,
+                "object": "chat.completion",
+                "created": completion.created,
+                "model": call.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(call.texts)},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": _openai_usage(call),
+            }
+        )
+
+    async def _messages_endpoint(self, request: Request) -> Response:
+        self._count("messages_requests")
+        refusal = self._refusal(request.headers.get("x-api-key") or _bearer(request))
+        if refusal is not None:
+            return self._unauthorized(_anthropic_error(refusal, "authentication_error"))
+        try:
+            call = await self._read_call(request)
+        except _BadRequestError as error:
+            return JSONResponse(_anthropic_error(str(error), "invalid_request_error"), 400)
+        stream = _AnthropicStream(call)
+        if call.stream:
+            events = self._events(stream, call, self._take_stream_error("anthropic"))
+            return _stream_response(events)
+        return JSONResponse(_anthropic_message(call, stream.message_id, text="".join(call.texts)))
+
+
+@asynccontextmanager
+async def _serving(server: LoopbackLLMServer) -> AsyncIterator[LoopbackLLMServer]:
+    """Serve ``server`` on a free loopback port for the duration of the block."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    # Tests own their output: no access log, no "Running on ..." banner, no error log.
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = _GRACEFUL_SHUTDOWN_SECONDS
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(serve, cast("Framework", server.app), config, shutdown_trigger=shutdown.wait)
+        )
+        server._base_url = binds[0]  # noqa: SLF001 - the runner owns the address
+        try:
+            yield server
+        finally:
+            server._base_url = None  # noqa: SLF001
+            shutdown.set()
+
+
+@asynccontextmanager
+async def open_loopback_server(
+    **options: Unpack[LoopbackOptions],
+) -> AsyncIterator[LoopbackLLMServer]:
+    """Run a loopback LLM server in the current trio run for the duration of the block.
+
+    The server listens before the block starts (``server.base_url`` is ready) and has
+    stopped, its connections closed, when the block ends.
+
+    Args:
+        **options: Passed to `LoopbackLLMServer`.
+
+    """
+    async with _serving(LoopbackLLMServer(**options)) as server:
+        yield server
+
+
+@dataclass(slots=True)
+class _ThreadHandoff:
+    """What the server thread hands back to the thread that started it."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    stop: trio.Event | None = None
+    trio_token: trio.lowlevel.TrioToken | None = None
+    error: Exception | None = None
+
+
+async def _serve_until_stopped(server: LoopbackLLMServer, handoff: _ThreadHandoff) -> None:
+    async with _serving(server):
+        handoff.stop = trio.Event()
+        handoff.trio_token = trio.lowlevel.current_trio_token()
+        handoff.ready.set()
+        await handoff.stop.wait()
+
+
+@contextmanager
+def run_loopback_server_in_thread(
+    **options: Unpack[LoopbackOptions],
+) -> Iterator[LoopbackLLMServer]:
+    """Run a loopback LLM server on its own trio thread, for sync and asyncio code.
+
+    The server's controls are thread-safe, so the block may call them directly. On exit the
+    server stops and its thread is joined.
+
+    Args:
+        **options: Passed to `LoopbackLLMServer`.
+
+    Raises:
+        RuntimeError: When the server thread fails to start; the cause is chained.
+
+    """
+    server = LoopbackLLMServer(**options)
+    handoff = _ThreadHandoff()
+
+    def run() -> None:
+        try:
+            trio.run(_serve_until_stopped, server, handoff)
+        except Exception as error:  # noqa: BLE001 - handed to the starting thread, which raises
+            handoff.error = error
+        finally:
+            # Also on failure, or the starting thread would wait forever.
+            handoff.ready.set()
+
+    thread = threading.Thread(target=run, name="loopback-llm-server", daemon=True)
+    thread.start()
+    handoff.ready.wait()
+    if handoff.stop is None or handoff.trio_token is None:
+        thread.join()
+        raise RuntimeError("the loopback server thread failed to start") from handoff.error
+    try:
+        yield server
+    finally:
+        trio.from_thread.run_sync(handoff.stop.set, trio_token=handoff.trio_token)
+        thread.join()
