@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import threading
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -135,20 +134,17 @@ class _Flights:
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[weakref.ref[Any], Flight]] = {}
-        self._lock = threading.Lock()
 
     def of(self, instance: object) -> Flight:
         key = id(instance)
         entry = self._by_id.get(key)
-        if entry is not None and entry[0]() is instance:
-            return entry[1]
-        with self._lock:
-            entry = self._by_id.get(key)
-            if entry is None or entry[0]() is not instance:
-                by_id = self._by_id
-                ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
-                entry = by_id[key] = (ref, Flight(None))
-            return entry[1]
+        if entry is None:
+            # setdefault is atomic, so racing threads agree on one flight. An id is reused only
+            # after its object died, and the weak reference's callback has removed it by then.
+            by_id = self._by_id
+            ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
+            entry = by_id.setdefault(key, (ref, Flight(None)))
+        return entry[1]
 
 
 _flights = _Flights()
@@ -162,8 +158,6 @@ def _class_wrapper(
     def wrapper(
         wrapped: object, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if instance is None:  # called on the class: Provider.chat(provider, ...)
-            instance, args = args[0], args[1:]
         return entry(spec, _flights.of(instance), instance, args, kwargs)
 
     return wrapper

@@ -199,22 +199,15 @@ def _adopt_sync(started: Any) -> tuple[Any, SyncCloser]:
     return iterator, getattr(iterator, "close", None)
 
 
-def open_sync(call: StreamCall, started: object = None) -> SyncAttempt:
-    """The sync form of `open_async`."""
-    while True:
-        generation, provider = current(call.flight, call.holder)
-        try:
-            iterator, closer = _adopt_sync(call.start(provider) if started is None else started)
-        except Exception as error:
-            started = None
-            if call.gate.on_exception(error) is not GateAction.RETRY:
-                raise
-            _, refresh_error = call.refresh_sync(generation, provider)
-            if refresh_error is not None:
-                attach_refresh_failure(error, refresh_error)
-                raise
-        else:
-            return generation, provider, iterator, closer
+def open_sync(call: StreamCall) -> SyncAttempt:
+    """Open a sync attempt on the current provider.
+
+    Unlike `open_async` this never retries: a sync stream's first attempt is opened by the call
+    itself (`gate_returned`) or cannot fail on opening (a generator function), so reaching here
+    means the one retry is under way and its errors are final.
+    """
+    generation, provider = current(call.flight, call.holder)
+    return (generation, provider, *_adopt_sync(call.start(provider)))
 
 
 # --------------------------------------------------------------------------------------------------
