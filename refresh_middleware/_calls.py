@@ -43,6 +43,7 @@ async def call_async(
 ) -> Any:
     """Await the method; after an unauthorized error or result, refresh and await it once more."""
     generation, provider = current(flight, holder)
+    result: Any = None
     try:
         result = await spec.invoke(provider, args, kwargs)
     except Exception as error:
@@ -69,6 +70,7 @@ def call_sync(
 ) -> Any:
     """The synchronous form of `call_async`; threads share one refresh per generation."""
     generation, provider = current(flight, holder)
+    result: Any = None
     try:
         result = spec.invoke(provider, args, kwargs)
     except Exception as error:

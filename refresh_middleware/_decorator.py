@@ -6,7 +6,7 @@ import inspect
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from ._calls import call_async, call_sync
 from ._classify import DEFAULT_USAGE, ItemKind, UsageAccounting, is_unauthorized_error, kind_of
@@ -23,14 +23,16 @@ __all__ = ["refresh_on_401", "wrap_instance"]
 P = TypeVar("P")
 T = TypeVar("T")
 
-Refresh = Callable[[P], "P | None | Awaitable[P | None]"]
-
 
 def _stream_entry(
     shape: Callable[[StreamCall], Any],
 ) -> Callable[[MethodSpec, Flight, object, tuple[Any, ...], dict[str, Any]], Any]:
     def entry(
-        spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+        spec: MethodSpec,
+        flight: Flight,
+        holder: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         return shape(StreamCall(spec, flight, holder, args, kwargs))
 
@@ -53,12 +55,12 @@ def _is_async_callable(function: object) -> bool:
     )
 
 
-def _names(value: str | Iterable[str], option: str) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value)
+def _names(value: str | Iterable[object], option: str) -> tuple[str, ...]:
+    names: tuple[object, ...] = (value,) if isinstance(value, str) else tuple(value)
     if not all(isinstance(name, str) and name.isidentifier() for name in names):
         msg = f"{option} must be method names, got {value!r}"
         raise TypeError(msg)
-    return names
+    return cast("tuple[str, ...]", names)
 
 
 def _specs(
@@ -102,9 +104,10 @@ def _specs(
 
 def wrap_instance(provider: object, options: Options) -> Any:
     """Wrap `provider` in a proxy whose intercepted methods refresh by replacement."""
-    if isinstance(type(provider), type) and issubclass(type(provider), RefreshingProxy):
-        # Wrapping twice would stack two refreshers; the newest options win instead.
-        provider = provider.__wrapped__
+    if issubclass(type(provider), RefreshingProxy):
+        # Wrapping twice would stack two refreshers; the newest options win instead. (The
+        # type, not isinstance: a proxy's __class__ is its provider's.)
+        provider = cast("RefreshingProxy", provider).__wrapped__
     methods: dict[str, Callable[..., Any]] = {}
     for name in options.calls + options.streams:
         if isinstance(inspect.getattr_static(type(provider), name, None), InterceptingWrapper):
@@ -156,7 +159,10 @@ def _class_wrapper(
     entry = spec.entry
 
     def wrapper(
-        wrapped: object, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: object,  # noqa: ARG001 - the original is spec.original, called on retry too
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         return entry(spec, _flights.of(instance), instance, args, kwargs)
 
@@ -203,7 +209,7 @@ def refresh_on_401(
     target: type[P],
     /,
     *,
-    refresh: Callable[[P], None | Awaitable[None]],
+    refresh: Callable[[P], Awaitable[None] | None],
     calls: str | Iterable[str] = ...,
     streams: str | Iterable[str] = ...,
     is_unauthorized: Callable[[object], bool] = ...,
@@ -215,7 +221,7 @@ def refresh_on_401(
     target: P,
     /,
     *,
-    refresh: Callable[[P], P | None | Awaitable[P | None]],
+    refresh: Callable[[P], P | Awaitable[P | None] | None],
     calls: str | Iterable[str] = ...,
     streams: str | Iterable[str] = ...,
     is_unauthorized: Callable[[object], bool] = ...,
@@ -225,7 +231,7 @@ def refresh_on_401(
 @overload
 def refresh_on_401(
     *,
-    refresh: Callable[[P], P | None | Awaitable[P | None]],
+    refresh: Callable[[P], P | Awaitable[P | None] | None],
     calls: str | Iterable[str] = ...,
     streams: str | Iterable[str] = ...,
     is_unauthorized: Callable[[object], bool] = ...,
@@ -282,6 +288,7 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
         'echo: hi'
         >>> provider.key
         'fresh'
+
     """
     if not callable(refresh):
         msg = f"refresh must be callable, got {type(refresh).__name__}"
@@ -304,7 +311,7 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
 
     def apply(target: Any) -> Any:
         if isinstance(target, type):
-            return decorate_class(target, options)
+            return decorate_class(cast("type[Any]", target), options)
         return wrap_instance(target, options)
 
     return apply if target is None else apply(target)

@@ -27,7 +27,9 @@ logger: Final = logging.getLogger("refresh_middleware")
 RefreshOutcome = tuple[Any, Exception | None]
 
 
-def check_replacement(stale: object, result: object, *, in_place: bool, names: tuple[str, ...]) -> Any:
+def check_replacement(
+    stale: object, result: object, *, in_place: bool, names: tuple[str, ...]
+) -> Any:
     """The provider to use after `refresh(stale)` returned `result`, or a TypeError to raise."""
     if result is None or result is stale:
         return stale
@@ -138,7 +140,9 @@ class Flight:
                     close = getattr(result, "close", None)
                     if close is not None:
                         close()  # a never-awaited coroutine would warn at collection
-                    msg = "refresh returned an awaitable, but a synchronous provider cannot await it"
+                    msg = (
+                        "refresh returned an awaitable, but a synchronous provider cannot await it"
+                    )
                     raise TypeError(msg)
                 fresh = check(stale, result)
             except Exception as error:  # noqa: BLE001 - any refresh failure surfaces the 401

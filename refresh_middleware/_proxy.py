@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["InterceptingWrapper", "RefreshingProxy", "proxy_class"]
 
 
-class InterceptingWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
+class InterceptingWrapper(wrapt.FunctionWrapper[..., Any]):
     """A method wrapper of ours; lets the decorator refuse to stack a second refresher."""
 
 
-class RefreshingProxy(wrapt.BaseObjectProxy):  # type: ignore[misc]
+class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
     """Base of the generated proxy classes (see `proxy_class`)."""
 
     __slots__ = ("_self_flight", "_self_options", "_self_specs")
@@ -83,10 +83,14 @@ def _dispatch(name: str) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]]
     """The wrapt wrapper of one intercepted name: hand the call to the method's driver."""
 
     def wrapper(
-        wrapped: object, proxy: RefreshingProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: object,  # noqa: ARG001 - the current provider's method is called instead
+        proxy: RefreshingProxy,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
-        spec = proxy._self_specs[name]  # noqa: SLF001 - the proxy's own state
-        return spec.entry(spec, proxy._self_flight, proxy, args, kwargs)  # noqa: SLF001
+        spec = proxy._self_specs[name]  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+        flight = proxy._self_flight  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+        return spec.entry(spec, flight, proxy, args, kwargs)
 
     wrapper.__name__ = name
     return wrapper
@@ -108,11 +112,14 @@ class _PerAccess:
     def __get__(self, proxy: RefreshingProxy | None, owner: type | None = None) -> Any:
         if proxy is None:
             return self
-        target = getattr(proxy.__wrapped__, self.name)
         dispatch = self.dispatch
-        return wrapt.FunctionWrapper(
-            target, lambda wrapped, _, args, kwargs: dispatch(wrapped, proxy, args, kwargs)
-        )
+
+        def wrapper(
+            wrapped: object, _instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            return dispatch(wrapped, proxy, args, kwargs)
+
+        return wrapt.FunctionWrapper(getattr(proxy.__wrapped__, self.name), wrapper)
 
 
 _classes: weakref.WeakKeyDictionary[type, dict[tuple[str, ...], type[RefreshingProxy]]] = (

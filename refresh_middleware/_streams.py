@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sniffio
 
@@ -354,5 +354,5 @@ def gate_returned(call: StreamCall) -> Any:
     if inspect.isawaitable(started):
         return open_then_gate(call, started)
     if isinstance(started, str | bytes | Mapping) or not hasattr(started, "__iter__"):
-        return started
+        return cast("Any", started)
     return gated_sync(call, (generation, provider, *_adopt_sync(started)))

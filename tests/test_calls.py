@@ -69,9 +69,10 @@ def test_failed_refresh_raises_the_original_401_with_the_failure_attached(
     harness.script.chats.append(original)
     harness.script.refresh_error = OSError("auth server unreachable: Bearer sk-secret-123")
 
-    with caplog.at_level(logging.WARNING, logger="refresh_middleware"), pytest.raises(
-        Unauthorized
-    ) as caught:
+    with (
+        caplog.at_level(logging.WARNING, logger="refresh_middleware"),
+        pytest.raises(Unauthorized) as caught,
+    ):
         harness.run(harness.chat)
 
     assert original is caught.value
@@ -312,11 +313,9 @@ async def test_the_fast_path_takes_no_lock(mode: str) -> None:
     for _ in range(3):
         await harness.chat()
 
-    from refresh_middleware._decorator import _flights  # noqa: PLC0415
+    from refresh_middleware._decorator import _flights
 
-    flight = (
-        harness.provider._self_flight if mode == "instance" else _flights.of(harness.provider)
-    )
+    flight = harness.provider._self_flight if mode == "instance" else _flights.of(harness.provider)
     assert None is flight._async_locks
 
 

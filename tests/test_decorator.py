@@ -96,7 +96,7 @@ def test_class_mode_keeps_one_flight_per_instance() -> None:
 
 def test_class_mode_forgets_collected_instances() -> None:
     """The per-instance state of a decorated class goes with its instance."""
-    from refresh_middleware._decorator import _flights  # noqa: PLC0415
+    from refresh_middleware._decorator import _flights
 
     script = Script()
     script.chats.append(SUCCESS)
@@ -227,5 +227,5 @@ def test_class_attributes_that_are_not_methods_are_refused() -> None:
         @staticmethod
         def chat(request: str) -> None: ...
 
-    with pytest.raises(TypeError, match="Static.chat is a staticmethod, not a plain method"):
+    with pytest.raises(TypeError, match=r"Static\.chat is a staticmethod, not a plain method"):
         refresh_on_401(refresh=lambda p: None)(Static)

@@ -87,7 +87,9 @@ def test_seed_8_chat_stream_only_one_retry_per_call(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("callers", [2, 50])
-def test_seed_9_chat_concurrent_callers_share_refresh(mode: str, backend: str, callers: int) -> None:
+def test_seed_9_chat_concurrent_callers_share_refresh(
+    mode: str, backend: str, callers: int
+) -> None:
     """Callers that all got a 401 on the same credentials cause exactly one refresh."""
     harness = Harness(mode, "async", backend)
     script = harness.script
@@ -96,10 +98,10 @@ def test_seed_9_chat_concurrent_callers_share_refresh(mode: str, backend: str, c
     outcomes: list[object] = []
 
     async def everyone() -> None:
-        import asyncio  # noqa: PLC0415
+        import asyncio
 
-        import sniffio  # noqa: PLC0415
-        import trio  # noqa: PLC0415
+        import sniffio
+        import trio
 
         async def one() -> None:
             outcomes.append(await harness.chat())
