@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from ._calls import call_async, call_sync
 from ._classify import DEFAULT_USAGE, ItemKind, UsageAccounting, is_unauthorized_error, kind_of
+from ._events import Event
 from ._flight import Flight
 from ._proxy import InterceptingWrapper, RefreshingProxy, proxy_class
 from ._spec import Driver, MethodSpec, Options, driver_for
@@ -53,6 +54,27 @@ def _is_async_callable(function: object) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 - a callable object's async __call__
     )
+
+
+def _seconds(value: object, option: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        msg = f"{option} must be a positive number of seconds or None, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _cooldown(value: object) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    parts = cast("tuple[object, ...]", value) if isinstance(value, tuple) else ()
+    if len(parts) == 2:
+        first, cap = (_seconds(part, "cooldown") for part in parts)
+        if first is not None and cap is not None and first <= cap:
+            return first, cap
+    msg = f"cooldown must be (first, cap) seconds with first <= cap, or None; got {value!r}"
+    raise ValueError(msg)
 
 
 def _names(value: str | Iterable[object], option: str) -> tuple[str, ...]:
@@ -215,6 +237,9 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    refresh_timeout: float | None = ...,
+    cooldown: tuple[float, float] | None = ...,
+    on_event: Callable[[Event], object] | None = ...,
 ) -> type[P]: ...
 @overload
 def refresh_on_401(
@@ -227,6 +252,9 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    refresh_timeout: float | None = ...,
+    cooldown: tuple[float, float] | None = ...,
+    on_event: Callable[[Event], object] | None = ...,
 ) -> P: ...
 @overload
 def refresh_on_401(
@@ -237,8 +265,11 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    refresh_timeout: float | None = ...,
+    cooldown: tuple[float, float] | None = ...,
+    on_event: Callable[[Event], object] | None = ...,
 ) -> _Decorator[P]: ...
-def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
+def refresh_on_401(
     target: Any = None,
     /,
     *,
@@ -248,6 +279,9 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
     is_unauthorized: Callable[[object], bool] = is_unauthorized_error,
     kind_of: Callable[[object], ItemKind] = kind_of,
     usage: UsageAccounting = DEFAULT_USAGE,
+    refresh_timeout: float | None = 30.0,
+    cooldown: tuple[float, float] | None = (1.0, 30.0),
+    on_event: Callable[[Event], object] | None = None,
 ) -> Any:
     """Refresh a provider's credentials when it reports a 401, and retry once.
 
@@ -270,6 +304,14 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
         is_unauthorized: Whether an exception or error value means "refresh and retry".
         kind_of: Classifies streamed items for the gate (see `classify.kind_of`).
         usage: Reads and adds token usage, so an abandoned attempt's usage is not lost.
+        refresh_timeout: Seconds a refresh may take before it is abandoned and the original 401
+            surfaces (None: no limit). A sync refresh with a limit runs in a helper thread.
+        cooldown: `(first, cap)` seconds during which new 401s after a failed refresh get that
+            failure at once instead of refreshing again; the delay doubles with each failure up
+            to `cap`, and the first success clears it. None turns it off.
+        on_event: Called with each `refresh_middleware.events` event (refresh started,
+            succeeded, failed, timed out; call retried; retry skipped). Exceptions it raises are
+            logged and ignored.
 
     Raises:
         TypeError: `refresh` is not callable; the target has none of the methods; `refresh` is
@@ -300,6 +342,9 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
     if not (callable(getattr(usage, "read", None)) and callable(getattr(usage, "add", None))):
         msg = f"usage must have read(item) and add(item, extra) methods, got {usage!r}"
         raise TypeError(msg)
+    if on_event is not None and not callable(on_event):
+        msg = f"on_event must be callable or None, got {type(on_event).__name__}"
+        raise TypeError(msg)
     options = Options(
         refresh=refresh,
         is_unauthorized=is_unauthorized,
@@ -307,6 +352,9 @@ def refresh_on_401(  # noqa: PLR0913 - each option is a keyword with a default
         usage=usage,
         calls=_names(calls, "calls"),
         streams=_names(streams, "streams"),
+        refresh_timeout=_seconds(refresh_timeout, "refresh_timeout"),
+        cooldown=_cooldown(cooldown),
+        on_event=on_event,
     )
 
     def apply(target: Any) -> Any:

@@ -6,24 +6,45 @@ the flight to refresh *that* generation. Inside the lock, a caller whose generat
 gone simply takes the fresh provider, so N callers failing together cause exactly one refresh.
 Callers queued behind a refresh that failed share its failure. A refresher that is cancelled
 releases the lock without a verdict, and the next waiter runs the refresh itself.
+
+After a failure the flight cools down: for a short, doubling, capped delay new 401s get the
+failure at once instead of hammering an auth server that is down. The first success clears it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any
 
 import sniffio
 
-__all__ = ["Flight", "RefreshOutcome", "attach_refresh_failure", "check_replacement"]
+from ._events import (
+    RefreshCooldownError,
+    RefreshError,
+    RefreshFailed,
+    RefreshStarted,
+    RefreshSucceeded,
+    RefreshTimedOut,
+    RefreshTimeoutError,
+    describe,
+    emit,
+    logger,
+)
 
-logger: Final = logging.getLogger("refresh_middleware")
+if TYPE_CHECKING:
+    from ._spec import MethodSpec, Options
 
-# (fresh provider, None) on success, (None, refresh error) on failure.
+__all__ = ["Flight", "RefreshOutcome", "attach_refresh_failure", "check_replacement", "now"]
+
+# Guards the tiny read-modify-write of Flight._asking; shared, as it is held for nanoseconds.
+_ASKING = threading.Lock()
+
+# (fresh provider, None) on success, (None, the error to attach to the 401) on failure.
 RefreshOutcome = tuple[Any, Exception | None]
 
 
@@ -49,93 +70,188 @@ def check_replacement(
     return result
 
 
+def now() -> tuple[object, float]:
+    """The current time, with the clock it was read from.
+
+    Trio's clock can be virtual (tests use `autojump_clock`), so each trio run is a clock of its
+    own; asyncio and threads read `time.monotonic`. Times of different clocks never compare.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        return trio.lowlevel.current_trio_token(), trio.current_time()
+    return time.monotonic, time.monotonic()
+
+
 class Flight:
-    """The generation counter and refresh lock of one provider holder.
+    """The generation counter, refresh lock and failure memory of one provider holder.
 
     `state` is `(generation, provider)`, replaced as one tuple so a thread never pairs a
     generation with another generation's provider. In class mode the provider slot holds None:
     the instance is the provider, refreshed in place.
     """
 
-    __slots__ = ("__weakref__", "_async_locks", "_failure", "_thread_lock", "state")
+    __slots__ = (
+        "__weakref__",
+        "_asking",
+        "_async_locks",
+        "_cooldown",
+        "_failure",
+        "_thread_lock",
+        "state",
+    )
 
     def __init__(self, provider: object) -> None:
         self.state: tuple[int, Any] = (0, provider)
         # (number of failed refreshes so far, the latest failure)
         self._failure: tuple[int, Exception | None] = (0, None)
+        # (clock, time until which refreshes are not tried, the delay that set it)
+        self._cooldown: tuple[object, float, float] | None = None
+        # (generation, how many callers asked to refresh it)
+        self._asking = (0, 0)
         self._thread_lock = threading.Lock()
         self._async_locks: weakref.WeakKeyDictionary[object, Any] | None = None
 
-    # -- the refresh itself ----------------------------------------------------------------------
+    # -- bookkeeping shared by both forms --------------------------------------------------------
 
-    def _finish(
-        self, generation: int, stale: object, fresh: object, install: Callable[[Any], None] | None
-    ) -> Any:
-        in_place = self.state[1] is None
-        self.state = (generation + 1, None if in_place else fresh)
-        if install is not None and fresh is not stale:
-            install(fresh)
-        logger.info("refresh_middleware: credentials refreshed (generation %d)", generation + 1)
-        return fresh
+    def _ask(self, generation: int) -> int:
+        """Count one more caller for `generation`; returns the failure count it saw.
 
-    def _fail(self, error: Exception) -> RefreshOutcome:
-        count, _ = self._failure
-        self._failure = (count + 1, error)
-        logger.warning(
-            "refresh_middleware: refreshing credentials failed (%s); the original 401 is surfaced",
-            type(error).__name__,
-        )
-        return None, error
+        Called before waiting for the lock: a failure that happens while we wait is shared.
+        """
+        with _ASKING:
+            asked_for, count = self._asking
+            self._asking = (generation, count + 1 if asked_for == generation else 1)
+        return self._failure[0]
 
-    def _settled(self, generation: int, failures_seen: int) -> RefreshOutcome | None:
+    def _settled(
+        self, generation: int, failures_seen: int, holder: object
+    ) -> RefreshOutcome | None:
         """What a caller gets without refreshing, or None when it must refresh itself."""
         current, provider = self.state
         if current != generation:
-            return provider, None
+            return (holder if provider is None else provider), None
         count, error = self._failure
         if count != failures_seen:
             return None, error
+        if self._cooldown is not None:
+            clock, until, _ = self._cooldown
+            here, moment = now()
+            if clock is here and moment < until:
+                return None, RefreshCooldownError(
+                    "the last refresh failed moments ago; the next is not tried for another "
+                    f"{until - moment:.3g} s (cooldown)"
+                )
         return None
+
+    def _shared_by(self, generation: int) -> int:
+        asked_for, count = self._asking
+        return count if asked_for == generation else 0
+
+    def _finish(
+        self,
+        generation: int,
+        stale: object,
+        fresh: object,
+        install: Callable[[Any], None] | None,
+        spec: MethodSpec,
+        started: float,
+    ) -> None:
+        in_place = self.state[1] is None
+        self.state = (generation + 1, None if in_place else fresh)
+        self._cooldown = None
+        if install is not None and fresh is not stale:
+            install(fresh)
+        duration = now()[1] - started
+        logger.info(
+            "refresh_middleware: %s credentials refreshed in %.3f s (generation %d)",
+            type(stale).__name__,
+            duration,
+            generation + 1,
+        )
+        emit(
+            spec.options.on_event,
+            RefreshSucceeded(
+                type(stale).__name__, generation, duration, self._shared_by(generation)
+            ),
+        )
+
+    def _fail(
+        self, error: Exception, generation: int, stale: object, spec: MethodSpec, started: float
+    ) -> RefreshOutcome:
+        count, _ = self._failure
+        self._failure = (count + 1, error)
+        clock, moment = now()
+        duration = moment - started
+        cooldown = spec.options.cooldown
+        if cooldown is not None:
+            first, cap = cooldown
+            delay = first if self._cooldown is None else min(cap, self._cooldown[2] * 2)
+            self._cooldown = (clock, moment + delay, delay)
+        name, shared_by = type(stale).__name__, self._shared_by(generation)
+        if isinstance(error, RefreshTimeoutError):
+            timeout = spec.options.refresh_timeout or 0.0
+            event: Any = RefreshTimedOut(name, generation, duration, shared_by, timeout)
+        else:
+            event = RefreshFailed(name, generation, duration, shared_by, describe(error))
+        logger.warning(
+            "refresh_middleware: refreshing %s credentials failed after %.3f s (%s); "
+            "the original 401 is surfaced",
+            name,
+            duration,
+            describe(error) if isinstance(error, RefreshError) else type(error).__name__,
+        )
+        emit(spec.options.on_event, event)
+        return None, error
+
+    # -- the refresh itself ----------------------------------------------------------------------
 
     async def refresh_async(
         self,
         generation: int,
         stale: object,
-        refresh: Callable[[Any], Any],
-        check: Callable[[object, object], Any],
+        spec: MethodSpec,
         install: Callable[[Any], None] | None,
     ) -> RefreshOutcome:
         """Refresh `generation` once, however many tasks ask; returns the outcome they share."""
-        failures_seen = self._failure[0]
+        failures_seen = self._ask(generation)
         async with self._async_lock():
-            settled = self._settled(generation, failures_seen)
+            settled = self._settled(generation, failures_seen, stale)
             if settled is not None:
-                return settled if settled[1] is not None else (self._provider(stale), None)
+                return settled
+            options = spec.options
+            started = now()[1]
+            emit(options.on_event, RefreshStarted(type(stale).__name__, generation))
             try:
-                result = refresh(stale)
-                if inspect.isawaitable(result):
-                    result = await result
-                fresh = check(stale, result)
+                result = await _bounded(options, stale)
+                fresh = spec.check(stale, result)
             except Exception as error:  # noqa: BLE001 - any refresh failure surfaces the 401
-                return self._fail(error)
-            return self._finish(generation, stale, fresh, install), None
+                return self._fail(error, generation, stale, spec, started)
+            self._finish(generation, stale, fresh, install, spec, started)
+            return fresh, None
 
     def refresh_sync(
         self,
         generation: int,
         stale: object,
-        refresh: Callable[[Any], Any],
-        check: Callable[[object, object], Any],
+        spec: MethodSpec,
         install: Callable[[Any], None] | None,
     ) -> RefreshOutcome:
         """The thread form of `refresh_async`, for synchronous providers."""
-        failures_seen = self._failure[0]
+        failures_seen = self._ask(generation)
         with self._thread_lock:
-            settled = self._settled(generation, failures_seen)
+            settled = self._settled(generation, failures_seen, stale)
             if settled is not None:
-                return settled if settled[1] is not None else (self._provider(stale), None)
+                return settled
+            options = spec.options
+            started = now()[1]
+            emit(options.on_event, RefreshStarted(type(stale).__name__, generation))
             try:
-                result = refresh(stale)
+                result = _bounded_sync(options, stale)
                 if inspect.isawaitable(result):
                     close = getattr(result, "close", None)
                     if close is not None:
@@ -144,14 +260,11 @@ class Flight:
                         "refresh returned an awaitable, but a synchronous provider cannot await it"
                     )
                     raise TypeError(msg)
-                fresh = check(stale, result)
+                fresh = spec.check(stale, result)
             except Exception as error:  # noqa: BLE001 - any refresh failure surfaces the 401
-                return self._fail(error)
-            return self._finish(generation, stale, fresh, install), None
-
-    def _provider(self, holder: object) -> Any:
-        provider = self.state[1]
-        return holder if provider is None else provider
+                return self._fail(error, generation, stale, spec, started)
+            self._finish(generation, stale, fresh, install, spec, started)
+            return fresh, None
 
     # -- locks, one per event loop ---------------------------------------------------------------
 
@@ -184,17 +297,78 @@ class Flight:
         return lock
 
 
+def _timed_out(timeout: float) -> RefreshTimeoutError:
+    return RefreshTimeoutError(f"the refresh did not finish within {timeout:g} s")
+
+
+async def _bounded(options: Options, stale: object) -> Any:
+    """Run the refresh, awaiting it if it is async, within the refresh timeout."""
+    timeout = options.refresh_timeout
+    if timeout is None:
+        result = options.refresh(stale)
+        return await result if inspect.isawaitable(result) else result
+    if sniffio.current_async_library() == "trio":
+        import trio  # noqa: PLC0415
+
+        with trio.move_on_after(timeout):
+            result = options.refresh(stale)
+            return await result if inspect.isawaitable(result) else result
+        raise _timed_out(timeout)
+    import asyncio  # noqa: PLC0415
+
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            result = options.refresh(stale)
+            return await result if inspect.isawaitable(result) else result
+    except TimeoutError:
+        if scope.expired():
+            raise _timed_out(timeout) from None
+        raise
+
+
+def _bounded_sync(options: Options, stale: object) -> Any:
+    """Run a sync refresh within the refresh timeout.
+
+    A thread cannot be interrupted, so with a timeout the refresh runs in a helper thread (with
+    the caller's context variables) that is abandoned, not killed, when it overruns.
+    """
+    timeout = options.refresh_timeout
+    if timeout is None:
+        return options.refresh(stale)
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            outcome.append((True, context.run(options.refresh, stale)))
+        except Exception as error:  # noqa: BLE001 - handed to the waiting caller
+            outcome.append((False, error))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="refresh_middleware refresh", daemon=True).start()
+    if not done.wait(timeout):
+        raise _timed_out(timeout)
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
+
+
 def attach_refresh_failure(original: BaseException, error: Exception) -> None:
     """Attach a failed refresh to the 401 it was meant to fix, leaving the 401 itself as it was.
 
     The refresh error becomes the 401's `__context__` (reachable, and shown by tracebacks) and a
-    PEP 678 note says what happened. Only the error's type is named: messages of auth errors can
-    carry secrets.
+    PEP 678 note says what happened. Only the type of a foreign error is named: messages of auth
+    errors can carry secrets. Our own errors say what happened in their message.
     """
-    original.add_note(
-        "refresh_middleware: refreshing credentials after this 401 failed with "
-        f"{type(error).__name__} (see __context__); the call was not retried"
-    )
+    if isinstance(error, RefreshError):
+        what = f"{error} ({type(error).__name__})"
+    else:
+        what = f"refreshing credentials after this 401 failed with {type(error).__name__}"
+    original.add_note(f"refresh_middleware: {what}; the call was not retried")
     # SDK errors are often raised `from None`: their context is hidden, so taking it over loses
     # nothing. A visible context of their own is left alone; the note still tells.
     if original.__context__ is None or original.__suppress_context__:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._classify import ItemKind, UsageAccounting
+from ._events import Event
 from ._flight import check_replacement
 
 __all__ = ["Driver", "MethodSpec", "Options", "driver_for"]
@@ -55,6 +56,9 @@ class Options:
     usage: UsageAccounting
     calls: tuple[str, ...]
     streams: tuple[str, ...]
+    refresh_timeout: float | None = 30.0
+    cooldown: tuple[float, float] | None = (1.0, 30.0)
+    on_event: Callable[[Event], object] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

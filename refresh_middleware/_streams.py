@@ -19,14 +19,14 @@ cancelled scope, where an unshielded close would be cut short without a word.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from typing import Any, Final, cast
 
 import sniffio
 
-from ._calls import current, installer
+from ._calls import current, recover_async, recover_sync
 from ._classify import GateAction, StreamGate
+from ._events import logger
 from ._flight import attach_refresh_failure
 
 TYPE_CHECKING = False
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from ._spec import MethodSpec
 
 __all__ = ["CLOSE_TIMEOUT", "StreamCall", "gated_async", "gated_sync", "open_then_gate"]
-
-logger: Final = logging.getLogger("refresh_middleware")
 
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds an abandoned inner stream gets to close before it is left to itself."""
@@ -79,16 +77,14 @@ class StreamCall:
 
     async def refresh_async(self, generation: int, provider: object) -> RefreshOutcome:
         """Refresh the credentials of `generation`, shared with every concurrent caller."""
-        spec = self.spec
-        return await self.flight.refresh_async(
-            generation, provider, spec.options.refresh, spec.check, installer(spec, self.holder)
+        return await recover_async(
+            self.spec, self.flight, self.holder, generation, provider, self.args, self.kwargs
         )
 
     def refresh_sync(self, generation: int, provider: object) -> RefreshOutcome:
         """The thread form of `refresh_async`."""
-        spec = self.spec
-        return self.flight.refresh_sync(
-            generation, provider, spec.options.refresh, spec.check, installer(spec, self.holder)
+        return recover_sync(
+            self.spec, self.flight, self.holder, generation, provider, self.args, self.kwargs
         )
 
 

@@ -1,0 +1,178 @@
+"""What the library tells its host: typed events, its own errors, and redaction.
+
+Events go to the `on_event` hook of `refresh_on_401`; the same facts go to the standard
+`refresh_middleware` logger. Neither ever carries a secret: events name provider *types*, never
+their reprs, and error messages pass through `redact` first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Callable
+from typing import Final
+
+__all__ = [
+    "CallRetried",
+    "Event",
+    "NotReplayableError",
+    "RefreshCooldownError",
+    "RefreshError",
+    "RefreshFailed",
+    "RefreshStarted",
+    "RefreshSucceeded",
+    "RefreshTimedOut",
+    "RefreshTimeoutError",
+    "RetrySkipped",
+    "emit",
+    "logger",
+    "redact",
+]
+
+logger: Final = logging.getLogger("refresh_middleware")
+
+# --------------------------------------------------------------------------------------------------
+# redaction
+
+_SECRETS: Final = (
+    # Headers and fields that hold credentials: keep the name, drop the value.
+    re.compile(
+        r"(?i)(x-api-key|api[_-]?key|access[_-]?token|refresh[_-]?token|id[_-]?token"
+        r"|client[_-]?secret|password|authorization|token|secret)"
+        r"""(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic)\s+)?[^\s"',;&)}]+"""
+    ),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    # Provider key shapes: OpenAI and Anthropic `sk-...`, Google `AIza...`, JWTs.
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+)
+REDACTED: Final = "[REDACTED]"
+
+
+def _replace(match: re.Match[str]) -> str:
+    if match.lastindex == 2:  # name, separator, value
+        return f"{match.group(1)}{match.group(2)}{REDACTED}"
+    if match.lastindex == 1:  # scheme, value
+        return f"{match.group(1)} {REDACTED}"
+    return REDACTED
+
+
+def redact(text: str) -> str:
+    """Remove bearer tokens, API keys and token fields from `text`.
+
+    Example:
+        >>> redact("401 for Authorization: Bearer abcdef123456 (key sk-live-0123456789)")
+        '401 for Authorization: [REDACTED] (key [REDACTED])'
+
+    """
+    for pattern in _SECRETS:
+        text = pattern.sub(_replace, text)
+    return text
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message` of an error, redacted, for events and debug logs."""
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break error handling
+        message = "<unprintable>"
+    return redact(f"{type(error).__name__}: {message}" if message else type(error).__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# errors
+
+
+class RefreshError(Exception):
+    """Base of the errors refresh_middleware raises or attaches on its own account."""
+
+
+class RefreshTimeoutError(RefreshError, TimeoutError):
+    """The refresh did not finish within `refresh_timeout` seconds."""
+
+
+class RefreshCooldownError(RefreshError):
+    """A refresh failed moments ago; the next is not tried until the cooldown has passed."""
+
+
+class NotReplayableError(RefreshError):
+    """The call consumed a one-shot argument (an iterator), so it cannot be sent again."""
+
+
+# --------------------------------------------------------------------------------------------------
+# events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """Base of the events sent to `on_event`.
+
+    Attributes:
+        provider: The provider's class name (never its repr, which may hold credentials).
+
+    """
+
+    provider: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshStarted(Event):
+    """A refresh of credential generation `generation` began."""
+
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshSucceeded(Event):
+    """A refresh finished; `shared_by` callers had asked for it by then."""
+
+    generation: int
+    duration: float
+    shared_by: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshFailed(Event):
+    """A refresh raised; `error` is its type and redacted message."""
+
+    generation: int
+    duration: float
+    shared_by: int
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshTimedOut(Event):
+    """A refresh was abandoned after `timeout` seconds."""
+
+    generation: int
+    duration: float
+    shared_by: int
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallRetried(Event):
+    """A call or stream of `method` is being retried after a refresh."""
+
+    method: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetrySkipped(Event):
+    """A 401 of `method` was not retried; `reason` says why."""
+
+    method: str
+    reason: str
+
+
+def emit(hook: Callable[[Event], object] | None, event: Event) -> None:
+    """Send `event` to the host's hook; a hook that raises is logged, never propagated."""
+    if hook is None:
+        return
+    try:
+        hook(event)
+    except Exception as error:  # noqa: BLE001 - observability must not break a call
+        logger.warning("refresh_middleware: the on_event hook raised %s", describe(error))

@@ -1,0 +1,406 @@
+"""Failure policy: refresh timeouts, cooldown after failures, replay safety, events, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from conftest import AsyncProvider, Harness, Script, SyncProvider, Unauthorized, text
+
+from refresh_middleware import refresh_on_401
+from refresh_middleware.events import (
+    CallRetried,
+    Event,
+    RefreshFailed,
+    RefreshStarted,
+    RefreshSucceeded,
+    RefreshTimedOut,
+    RetrySkipped,
+)
+
+SUCCESS = {"type": "message", "content": "ok"}
+
+
+def expired_async(refresh: Any, **options: Any) -> tuple[Script, Any]:
+    """An async provider on expired credentials, wrapped with `refresh` and `options`."""
+    script = Script(valid_from=1)
+    return script, refresh_on_401(AsyncProvider(script), refresh=refresh, **options)
+
+
+# --------------------------------------------------------------------------------------------------
+# timeouts
+
+
+async def test_a_hung_refresh_times_out_under_trio(autojump_clock: trio.testing.MockClock) -> None:
+    """A refresh that never returns is abandoned after refresh_timeout; the 401 surfaces."""
+    events: list[Event] = []
+
+    async def hang(stale: AsyncProvider) -> AsyncProvider:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    _, provider = expired_async(hang, on_event=events.append)
+    start = trio.current_time()
+
+    with pytest.raises(Unauthorized) as caught:
+        await provider.chat("x")
+
+    assert 30.0 == trio.current_time() - start
+    assert "did not finish within 30 s" in caught.value.__notes__[0]
+    assert RefreshTimedOut("AsyncProvider", 0, 30.0, 1, 30.0) == events[1]
+
+
+def test_a_hung_refresh_times_out_under_asyncio() -> None:
+    """Under asyncio the same timeout applies."""
+
+    async def hang(stale: AsyncProvider) -> AsyncProvider:
+        await asyncio.sleep(60)
+        raise AssertionError  # pragma: no cover
+
+    _, provider = expired_async(hang, refresh_timeout=0.01)
+
+    with pytest.raises(Unauthorized) as caught:
+        asyncio.run(provider.chat("x"))
+
+    assert "RefreshTimeoutError" in caught.value.__notes__[0]
+
+
+def test_a_refresh_raising_its_own_timeout_is_an_ordinary_failure() -> None:
+    """A TimeoutError raised by the refresh itself is reported as that failure, not ours."""
+
+    async def slow_auth(stale: AsyncProvider) -> AsyncProvider:
+        raise TimeoutError
+
+    _, provider = expired_async(slow_auth, refresh_timeout=5)
+
+    with pytest.raises(Unauthorized) as caught:
+        asyncio.run(provider.chat("x"))
+
+    assert TimeoutError is type(caught.value.__context__)
+
+
+async def test_without_a_timeout_the_refresh_is_awaited_as_long_as_it_takes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """refresh_timeout=None waits for the refresh, however slow."""
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+
+    async def slow(stale: AsyncProvider) -> AsyncProvider:
+        await trio.sleep(3600)
+        return AsyncProvider(script, 1)
+
+    provider = refresh_on_401(AsyncProvider(script), refresh=slow, refresh_timeout=None)
+
+    assert SUCCESS == await provider.chat("x")
+
+
+def test_a_hung_sync_refresh_times_out_in_its_helper_thread() -> None:
+    """A sync refresh is run in a helper thread with a timeout, and abandoned when it overruns."""
+    release = threading.Event()
+
+    def hang(stale: SyncProvider) -> SyncProvider:
+        release.wait()
+        return stale
+
+    script = Script(valid_from=1)
+    provider = refresh_on_401(SyncProvider(script), refresh=hang, refresh_timeout=0.01)
+
+    with pytest.raises(Unauthorized) as caught:
+        provider.chat("x")
+    release.set()
+
+    assert "did not finish within 0.01 s" in caught.value.__notes__[0]
+
+
+def test_a_sync_refresh_sees_the_callers_context_and_errors() -> None:
+    """The helper thread runs the refresh in the caller's context and hands back its error."""
+    import contextvars
+
+    tenant = contextvars.ContextVar("tenant", default="none")
+    seen: list[str] = []
+
+    def broken(stale: SyncProvider) -> SyncProvider:
+        seen.append(tenant.get())
+        raise OSError("down")
+
+    script = Script(valid_from=1)
+    provider = refresh_on_401(SyncProvider(script), refresh=broken)
+    tenant.set("acme")
+
+    with pytest.raises(Unauthorized) as caught:
+        provider.chat("x")
+
+    assert (["acme"], OSError) == (seen, type(caught.value.__context__))
+
+
+def test_a_sync_refresh_without_a_timeout_runs_in_the_calling_thread() -> None:
+    """refresh_timeout=None runs a sync refresh right in the caller's thread."""
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    threads: list[threading.Thread] = []
+
+    def rebuild(stale: SyncProvider) -> SyncProvider:
+        threads.append(threading.current_thread())
+        return SyncProvider(script, 1)
+
+    provider = refresh_on_401(SyncProvider(script), refresh=rebuild, refresh_timeout=None)
+
+    assert (SUCCESS, [threading.current_thread()]) == (provider.chat("x"), threads)
+
+
+# --------------------------------------------------------------------------------------------------
+# cooldown
+
+
+async def test_401s_during_the_cooldown_do_not_refresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Right after a failed refresh, new 401s get the failure at once: the server is spared."""
+    events: list[Event] = []
+    harness = Harness("instance", "async")
+    harness.script.valid_from = 1
+    harness.script.refresh_error = OSError("down")
+    harness.provider = refresh_on_401(
+        harness.provider.__wrapped__,
+        refresh=lambda stale: (_ for _ in ()).throw(OSError("down")),
+        on_event=events.append,
+    )
+
+    for _ in range(2):
+        with pytest.raises(Unauthorized) as caught:
+            await harness.chat()
+
+    assert "not tried for another 1 s (cooldown)" in caught.value.__notes__[0]
+    assert [RefreshStarted, RefreshFailed, RetrySkipped, RetrySkipped] == [
+        type(event) for event in events
+    ]
+
+
+async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each failure doubles the cooldown up to the cap; the first success clears it."""
+    script = Script(valid_from=1)
+    attempts: list[float] = []
+    failing = [True]
+
+    def flaky(stale: AsyncProvider) -> AsyncProvider:
+        attempts.append(trio.current_time())
+        if failing[0]:
+            raise OSError("down")
+        return AsyncProvider(script, stale.key + 1)
+
+    provider = refresh_on_401(AsyncProvider(script), refresh=flaky, cooldown=(1, 3))
+    start = trio.current_time()
+    while trio.current_time() - start < 10:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+        await trio.sleep(0.5)
+    failing[0] = False
+    await trio.sleep(3)
+    script.chats.append(SUCCESS)
+
+    assert [0, 1, 3, 6, 9] == [round(moment - start, 1) for moment in attempts]
+    assert SUCCESS == await provider.chat("x")
+    assert None is provider._self_flight._cooldown
+
+
+def test_a_cooldown_of_another_clock_does_not_apply() -> None:
+    """A cooldown started under trio does not hold back a refresh under asyncio."""
+    script = Script(valid_from=1)
+    calls = []
+
+    def failing(stale: AsyncProvider) -> AsyncProvider:
+        calls.append(1)
+        raise OSError("down")
+
+    provider = refresh_on_401(AsyncProvider(script), refresh=failing)
+    for run in (lambda: trio.run(provider.chat, "x"), lambda: asyncio.run(provider.chat("x"))):
+        with pytest.raises(Unauthorized):
+            run()
+
+    assert 2 == len(calls)
+
+
+async def test_without_a_cooldown_every_401_refreshes(mode: str) -> None:
+    """cooldown=None lets every 401 after a failure try again."""
+    calls: list[int] = []
+
+    def failing(stale: Any) -> None:
+        calls.append(1)
+        raise OSError("down")
+
+    _, provider = expired_async(failing, cooldown=None)
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+
+    assert 3 == len(calls)
+
+
+# --------------------------------------------------------------------------------------------------
+# replay safety
+
+
+@pytest.mark.parametrize("as_keyword", [False, True])
+async def test_a_consumed_iterator_argument_is_not_replayed(as_keyword: bool) -> None:
+    """A call whose argument was a one-shot iterator is not retried; the note says why."""
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    events: list[Event] = []
+    provider = refresh_on_401(
+        AsyncProvider(script),
+        refresh=lambda stale: AsyncProvider(script, 1),
+        on_event=events.append,
+    )
+    messages = iter(["hello"])
+
+    with pytest.raises(Unauthorized) as caught:
+        await (provider.chat(request=messages) if as_keyword else provider.chat(messages))
+
+    name = "'request'" if as_keyword else "0"
+    assert f"argument {name} is a one-shot list_iterator" in caught.value.__notes__[0]
+    assert RetrySkipped is type(events[-1])
+    assert (1, SUCCESS) == (provider.key, await provider.chat("x"))  # refreshed all the same
+
+
+def test_a_stream_with_a_generator_argument_is_not_replayed() -> None:
+    """Streams follow the same rule: a 401 before output is not retried over a used generator."""
+    script = Script()
+    script.streams.append([{"type": "error", "message": "401 Unauthorized"}])
+    provider = refresh_on_401(SyncProvider(script), refresh=lambda stale: stale)
+
+    with contextlib.closing(provider.chat_stream(x for x in "abc")) as stream:
+        items = list(stream)
+
+    assert ([{"type": "error", "message": "401 Unauthorized"}], 1) == (items, script.stream_opens)
+
+
+# --------------------------------------------------------------------------------------------------
+# events
+
+
+async def test_events_tell_the_story_of_a_shared_refresh() -> None:
+    """Ten callers on expired credentials: one refresh started and succeeded, shared by ten."""
+    events: list[Event] = []
+    script = Script(valid_from=1)
+    script.chats.extend([SUCCESS] * 10)
+    provider = refresh_on_401(
+        AsyncProvider(script),
+        refresh=lambda stale: AsyncProvider(script, 1),
+        on_event=events.append,
+    )
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(provider.chat, "x")
+
+    started, succeeded, *retried = events
+    assert RefreshStarted("AsyncProvider", 0) == started
+    assert (RefreshSucceeded, 10) == (type(succeeded), succeeded.shared_by)  # type: ignore[attr-defined]
+    assert [CallRetried("AsyncProvider", "chat")] * 10 == retried
+
+
+async def test_a_failing_event_hook_is_logged_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """An on_event hook that raises never breaks the call."""
+
+    def broken(event: Event) -> None:
+        raise ValueError("hook bug")
+
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    provider = refresh_on_401(
+        AsyncProvider(script), refresh=lambda stale: AsyncProvider(script, 1), on_event=broken
+    )
+
+    assert SUCCESS == await provider.chat("x")
+    assert "on_event hook raised ValueError: hook bug" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------------
+# secrets
+
+
+SECRETS = ("sk-live-PLANTED0123456789", "PLANTED-bearer-token-42", "PLANTED-x-api-key-7")
+
+
+class Leaky(AsyncProvider):
+    """A provider that holds credentials and shows them wherever it can."""
+
+    token = SECRETS[0]
+
+    def __repr__(self) -> str:
+        return f"Leaky(token={self.token!r})"
+
+    async def chat(self, request: str) -> Any:
+        if self.key < 1:
+            error = Unauthorized(f"401: x-api-key: {SECRETS[2]} rejected for {self!r}")
+            raise error
+        return SUCCESS
+
+    async def chat_stream(self, request: str) -> Any:
+        yield {"type": "error", "message": f"401 Unauthorized: Bearer {SECRETS[1]}"}
+
+
+async def test_no_secret_reaches_a_log_line_or_an_event(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Planted keys and tokens appear in no log record and no event, in success and failure."""
+    events: list[Event] = []
+    failing = [True]
+
+    def rebuild(stale: Leaky) -> Leaky:
+        if failing[0]:
+            raise OSError(f"token endpoint said no to Authorization: Bearer {SECRETS[1]}")
+        return Leaky(stale.script, 1)
+
+    provider = refresh_on_401(
+        Leaky(Script()), refresh=rebuild, on_event=events.append, refresh_timeout=1
+    )
+    with caplog.at_level(logging.DEBUG, logger="refresh_middleware"):
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")  # cooldown
+        await trio.sleep(2)
+        async with contextlib.aclosing(provider.chat_stream("x")) as stream:
+            assert [text("x")] != [item async for item in stream]
+        failing[0] = False
+        await trio.sleep(5)
+        assert SUCCESS == await provider.chat("x")
+
+    told = caplog.text + "".join(repr(event) for event in events)
+    assert len(events) >= 6
+    assert [] == [secret for secret in SECRETS if secret in told]
+    assert "[REDACTED]" in "".join(repr(event) for event in events)
+
+
+# --------------------------------------------------------------------------------------------------
+# options
+
+
+@pytest.mark.parametrize("value", [0, -1, "30", True])
+def test_refresh_timeout_must_be_positive_seconds(value: Any) -> None:
+    """refresh_timeout takes a positive number of seconds, or None."""
+    with pytest.raises(ValueError, match="refresh_timeout must be a positive number"):
+        refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, refresh_timeout=value)
+
+
+@pytest.mark.parametrize("value", [(2, 1), (1,), "1", (0, 1)])
+def test_cooldown_must_be_first_and_cap(value: Any) -> None:
+    """cooldown takes (first, cap) with first <= cap, or None."""
+    with pytest.raises(ValueError, match="cooldown must be"):
+        refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, cooldown=value)
+
+
+def test_on_event_must_be_callable() -> None:
+    """on_event takes a callable or None."""
+    with pytest.raises(TypeError, match="on_event must be callable"):
+        refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, on_event="print")  # type: ignore[arg-type]
