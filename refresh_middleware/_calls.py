@@ -5,34 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from ._ahead import ready_async, ready_sync
 from ._classify import ItemKind
 from ._events import CallRetried, NotReplayableError, RefreshError, RetrySkipped, emit
 from ._flight import attach_refresh_failure
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ._flight import Flight, RefreshOutcome
     from ._spec import MethodSpec
 
-__all__ = ["call_async", "call_sync", "current", "installer", "recover_async", "recover_sync"]
-
-
-def current(flight: Flight, holder: object) -> tuple[int, Any]:
-    """The generation and provider a call starts on (the holder itself in class mode)."""
-    generation, provider = flight.state
-    return generation, holder if provider is None else provider
-
-
-def installer(spec: MethodSpec, holder: object) -> Callable[[Any], None] | None:
-    """How a replacement provider is put in place: swapped into the proxy, or not at all."""
-    if spec.in_place:
-        return None
-
-    def install(fresh: object) -> None:
-        holder.__wrapped__ = fresh  # type: ignore[attr-defined]
-
-    return install
+__all__ = ["call_async", "call_sync", "recover_async", "recover_sync"]
 
 
 def unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -80,7 +62,7 @@ async def recover_async(
     kwargs: dict[str, Any],
 ) -> RefreshOutcome:
     """After a 401: refresh `generation` (shared) and say whether to retry, and on what."""
-    outcome = await flight.refresh_async(generation, provider, spec, installer(spec, holder))
+    outcome = await flight.refresh_async(generation, provider, spec, spec.installer(holder))
     return _settle(spec, provider, outcome, args, kwargs)
 
 
@@ -94,7 +76,7 @@ def recover_sync(
     kwargs: dict[str, Any],
 ) -> RefreshOutcome:
     """The thread form of `recover_async`."""
-    outcome = flight.refresh_sync(generation, provider, spec, installer(spec, holder))
+    outcome = flight.refresh_sync(generation, provider, spec, spec.installer(holder))
     return _settle(spec, provider, outcome, args, kwargs)
 
 
@@ -107,7 +89,7 @@ async def call_async(
     spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Await the method; after an unauthorized error or result, refresh and await it once more."""
-    generation, provider = current(flight, holder)
+    generation, provider = await ready_async(spec, flight, holder)
     result: Any = None
     try:
         result = await spec.invoke(provider, args, kwargs)
@@ -134,7 +116,7 @@ def call_sync(
     spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """The synchronous form of `call_async`; threads share one refresh per generation."""
-    generation, provider = current(flight, holder)
+    generation, provider = ready_sync(spec, flight, holder)
     result: Any = None
     try:
         result = spec.invoke(provider, args, kwargs)

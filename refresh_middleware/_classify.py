@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import functools
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol, cast
 
 __all__ = [
     "DEFAULT_USAGE",
@@ -51,9 +52,20 @@ _UNAUTHORIZED_TEXT: Final = re.compile(
     r"|invalid (?:x-)?api[ -]?key|incorrect api key"
     r"|token (?:has |is )?expired|expired (?:access |oauth |bearer |auth )?token"
 )
+_CODE_NAMES: Final = ("type", "code", "error_code")
+# Where error objects and bodies nest the error that explains them.
+_NESTED_NAMES: Final = ("error", "body", "detail")
 # How far the classifier walks into nested errors, chains and groups before it gives up: deep
 # enough for any real error, small enough that a hostile object cannot make it slow.
 _MAX_NODES: Final = 64
+
+
+def _field(value: object, name: str) -> object:
+    """Read `name` as a key of a mapping or an attribute of anything else; None when absent."""
+    if isinstance(value, Mapping):
+        fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
+        return fields.get(name)
+    return getattr(value, name, None)
 
 
 class _Walk:
@@ -74,68 +86,52 @@ class _Walk:
         return True
 
     def verdict(self, value: object) -> bool | None:
-        """True or False when `value` settles the question, None when it says nothing."""
-        if value is None or isinstance(value, bool):
-            return None
+        """Return True or False when `value` settles the question, None when it says nothing."""
+        if isinstance(value, bytes | bytearray):
+            value = bytes(value).decode("utf-8", "replace")
         if isinstance(value, str):
             return _text_verdict(value)
         if isinstance(value, int):
             return _status_verdict(value)
-        if isinstance(value, bytes | bytearray):
-            return _text_verdict(bytes(value).decode("utf-8", "replace"))
-        if not self.enter(value):
+        if value is None or not self.enter(value):
             return None
-        if isinstance(value, Mapping):
-            return self._mapping_verdict(value)  # pyright: ignore[reportUnknownArgumentType]
-        return self._object_verdict(value)
+        found = self._fields_verdict(value)
+        if found is None and isinstance(value, BaseException):
+            return self._exception_verdict(value)
+        return found
 
-    def _mapping_verdict(self, value: Mapping[Any, Any]) -> bool | None:
+    def _fields_verdict(self, value: object) -> bool | None:
+        # Mappings and objects are read alike: SDK errors carry the same names as attributes
+        # (`status_code`, `type`, `code`, `body`) that JSON error bodies carry as keys.
         for name in _STATUS_NAMES:
-            found = _status_verdict(value.get(name))
+            found = _status_verdict(_field(value, name))
             if found is not None:
                 return found
-        for name in ("type", "code", "error_code"):
-            if _is_auth_code(value.get(name)):
-                return True
-        for name in ("error", "body", "detail"):
-            nested = value.get(name)
-            if nested is not None:
-                found = self.verdict(nested)
-                if found is not None:
-                    return found
-        message = value.get("message")
+        found = _status_verdict(_field(_field(value, "response"), "status_code"))
+        if found is not None:
+            return found
+        if any(_is_auth_code(_field(value, name)) for name in _CODE_NAMES):
+            return True
+        for name in _NESTED_NAMES:
+            found = self.verdict(_field(value, name))
+            if found is not None:
+                return found
+        message = _field(value, "message")
         return _text_verdict(message) if isinstance(message, str) else None
 
-    def _object_verdict(self, value: object) -> bool | None:
-        for name in _STATUS_NAMES:
-            found = _status_verdict(getattr(value, name, None))
-            if found is not None:
-                return found
-        response = getattr(value, "response", None)
-        if response is not None:
-            found = _status_verdict(getattr(response, "status_code", None))
-            if found is not None:
-                return found
-        for name in ("type", "code", "error_code"):
-            if _is_auth_code(getattr(value, name, None)):
-                return True
-        for name in ("body", "error"):
-            nested = getattr(value, name, None)
-            if nested is not None and nested is not value:
-                found = self.verdict(nested)
-                if found is not None:
-                    return found
-        if isinstance(value, BaseExceptionGroup):
-            return self._any_verdict(value.exceptions)
-        if isinstance(value, BaseException):
-            found = _text_verdict(str(value))
-            if found is not None:
-                return found
-            return self._any_verdict((value.__cause__, value.__context__))
-        message = getattr(value, "message", None)
-        return _text_verdict(message) if isinstance(message, str) else None
+    def _exception_verdict(self, error: BaseException) -> bool | None:
+        if isinstance(error, BaseExceptionGroup):
+            group = cast("BaseExceptionGroup[BaseException]", error)
+            return self._any_verdict(group.exceptions)
+        found = _text_verdict(str(error))
+        if found is None:
+            # `raise ... from` hides the context: an error raised while handling another is
+            # only linked to it by accident, and only the cause counts then.
+            context = None if error.__suppress_context__ else error.__context__
+            found = self._any_verdict((error.__cause__, context))
+        return found
 
-    def _any_verdict(self, values: tuple[object, ...] | tuple[BaseException, ...]) -> bool | None:
+    def _any_verdict(self, values: tuple[object, ...]) -> bool | None:
         verdicts = [self.verdict(each) for each in values]
         if True in verdicts:
             return True
@@ -145,9 +141,11 @@ class _Walk:
 def _status_verdict(status: object) -> bool | None:
     # Only error statuses settle anything: Anthropic reports a mid-stream error event with the
     # 200 of the stream it arrived on, and its body still has to be read.
+    if isinstance(status, str) and len(status) == 3 and status.isdecimal():
+        # isdecimal, not isdigit: int() rejects digits such as "²", and a raise here would
+        # discard the whole verdict. Three characters: every HTTP status, and no huge ints.
+        status = int(status)
     if isinstance(status, bool) or not isinstance(status, int):
-        if isinstance(status, str) and status.isdigit():
-            return _status_verdict(int(status))
         return None
     if status == 401:
         return True
@@ -188,6 +186,7 @@ def is_unauthorized_error(value: object) -> bool:
         True
         >>> is_unauthorized_error(RuntimeError("rate limited"))
         False
+
     """
     try:
         return _Walk().verdict(value) is True
@@ -232,12 +231,14 @@ _METADATA_NAMES: Final = frozenset(
         "rate_limits_updated",
     }
 )
-_CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# "TextDelta" -> "Text_Delta", and acronyms stay whole: "APIError" -> "API_Error".
+_CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SEPARATORS: Final = re.compile(r"[\s.\-/]+")
 _AFFIXES: Final = (("raw_", ""), ("", "_event"), ("", "_delta"), ("", "_chunk"))
-_kind_by_name: dict[str, ItemKind] = {}
 
 
+# Provider vocabularies are small; the bound keeps a stream of odd names from growing the cache.
+@functools.lru_cache(maxsize=4096)
 def _kind_of_name(name: str) -> ItemKind:
     normal = _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub("_", name.strip())).lower()
     if "error" in normal.split("_"):
@@ -254,14 +255,19 @@ def _kind_of_name(name: str) -> ItemKind:
     return ItemKind.OUTPUT
 
 
-def _kind_by(name: str) -> ItemKind:
-    kind = _kind_by_name.get(name)
-    if kind is None:
-        kind = _kind_of_name(name)
-        # Provider vocabularies are small; the bound keeps a stream of odd names from growing it.
-        if len(_kind_by_name) < 4096:
-            _kind_by_name[name] = kind
-    return kind
+_CHUNK: Final = "chat.completion.chunk"
+# Fields of an OpenAI-style chunk's delta that carry output; a delta with none of them (the
+# first chunk names only the role; the last may carry only usage) commits nothing.
+_DELTA_OUTPUT: Final = ("content", "tool_calls", "refusal", "function_call", "reasoning_content")
+
+
+def _chunk_kind(choices: object) -> ItemKind:
+    """OUTPUT when an OpenAI-style chunk's choices carry output, METADATA otherwise."""
+    for choice in choices if isinstance(choices, list | tuple) else ():
+        delta = _field(choice, "delta")
+        if delta is not None and any(_field(delta, name) for name in _DELTA_OUTPUT):
+            return ItemKind.OUTPUT
+    return ItemKind.METADATA
 
 
 def kind_of(item: object) -> ItemKind:
@@ -269,7 +275,10 @@ def kind_of(item: object) -> ItemKind:
 
     Reads a `type` (or `kind`, or `event`) field of a mapping, a `type` or `kind` attribute of
     an object (enum members count by value), and otherwise the class name of a typed delta
-    (`TextDelta`, `Usage`, `Done`, ...). Exceptions are `ERROR`. Anything not recognised is
+    (`TextDelta`, `Usage`, `Done`, ...). OpenAI-style `chat.completion.chunk`s are `OUTPUT`
+    when a choice's delta carries content, tool calls or a refusal, `METADATA` otherwise (the
+    role-only first chunk, the usage-only last one). Exceptions are `ERROR`. Anything not
+    recognised is
     `OUTPUT`: forwarding it commits the stream, because duplicated output is worse than a
     missed retry.
 
@@ -280,22 +289,27 @@ def kind_of(item: object) -> ItemKind:
         <ItemKind.METADATA: 'metadata'>
         >>> kind_of({"type": "error", "error": {"type": "authentication_error"}})
         <ItemKind.ERROR: 'error'>
+
     """
     try:
         if isinstance(item, Mapping):
             fields: Mapping[Any, Any] = item  # pyright: ignore[reportUnknownVariableType]
             name = fields.get("type") or fields.get("kind") or fields.get("event")
+            if name is None and fields.get("object") == _CHUNK:
+                return _chunk_kind(fields.get("choices"))
         elif isinstance(item, str | bytes):
             return ItemKind.OUTPUT
         elif isinstance(item, BaseException):
             return ItemKind.ERROR
         else:
             name = getattr(item, "type", None) or getattr(item, "kind", None)
+            if name is None and getattr(item, "object", None) == _CHUNK:
+                return _chunk_kind(getattr(item, "choices", None))
             if isinstance(name, enum.Enum):
                 name = name.value
             if not isinstance(name, str):
                 name = type(item).__name__
-        return _kind_by(name) if isinstance(name, str) else ItemKind.OUTPUT
+        return _kind_of_name(name) if isinstance(name, str) else ItemKind.OUTPUT
     except Exception:  # noqa: BLE001 - an item that cannot be read is treated as output
         return ItemKind.OUTPUT
 
@@ -315,15 +329,16 @@ class UsageAccounting(Protocol):
     """
 
     def read(self, item: Any) -> Usage | None:
-        """The numeric usage fields that `item` reports, or None when it reports none."""
+        """Return the numeric usage fields that `item` reports, or None when it reports none."""
         ...
 
     def add(self, item: Any, extra: Usage) -> Any:
-        """A copy of `item` whose usage has `extra` added to the fields it reports."""
+        """Return a copy of `item` whose usage has `extra` added to the fields it reports."""
         ...
 
 
 def _numbers(value: object) -> Usage | None:
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(value, Mapping):
         fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
         pairs = fields.items()
@@ -346,9 +361,11 @@ def _numbers(value: object) -> Usage | None:
 
 
 def _replaced(value: Any, changes: Mapping[str, object]) -> Any:
-    """A copy of `value` with `changes` applied, in the way its shape allows."""
+    """Return a copy of `value` with `changes` applied, in the way its shape allows."""
     if isinstance(value, Mapping):
-        return {**value, **changes}
+        merged: dict[Any, Any] = dict(value)  # pyright: ignore[reportUnknownArgumentType]
+        merged.update(changes)
+        return merged
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.replace(value, **changes)
     model_copy = getattr(value, "model_copy", None)
@@ -358,13 +375,6 @@ def _replaced(value: Any, changes: Mapping[str, object]) -> Any:
     for key, new in changes.items():
         setattr(duplicate, key, new)
     return duplicate
-
-
-def _field(value: object, name: str) -> object:
-    if isinstance(value, Mapping):
-        fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
-        return fields.get(name)
-    return getattr(value, name, None)
 
 
 class _DefaultUsage:
@@ -445,6 +455,7 @@ class StreamGate:
         (<GateAction.FORWARD: 'forward'>, 'Hello')
         >>> gate.committed, gate.retries
         (True, 1)
+
     """
 
     __slots__ = (
@@ -513,12 +524,20 @@ class StreamGate:
     def _remember_usage(self, item: object) -> None:
         # Usage items are cumulative snapshots of one attempt: the largest value of each field
         # is what that attempt cost.
-        reported = self._usage.read(item)
+        try:
+            reported = self._usage.read(item)
+        except Exception:  # noqa: BLE001 - accounting must never break the stream it counts
+            return
         if reported:
             for key, number in reported.items():
                 self._attempt_usage[key] = max(number, self._attempt_usage.get(key, 0))
 
     def _with_carried(self, item: object) -> object:
-        if not self._carried or self._usage.read(item) is None:
+        if not self._carried:
             return item
-        return self._usage.add(item, self._carried)
+        try:
+            if self._usage.read(item) is None:
+                return item
+            return self._usage.add(item, self._carried)
+        except Exception:  # noqa: BLE001 - a shape we cannot copy is forwarded as it came
+            return item

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -74,6 +75,18 @@ def _cooldown(value: object) -> tuple[float, float] | None:
         if first is not None and cap is not None and first <= cap:
             return first, cap
     msg = f"cooldown must be (first, cap) seconds with first <= cap, or None; got {value!r}"
+    raise ValueError(msg)
+
+
+def _windows(value: object) -> tuple[float, float]:
+    parts = cast("tuple[object, ...]", value) if isinstance(value, tuple) else ()
+    numbers = [part for part in parts if isinstance(part, int | float) and part is not True]
+    if len(numbers) == 2 and numbers[0] >= numbers[1] >= 0:
+        return float(numbers[0]), float(numbers[1])
+    msg = (
+        "refresh_ahead must be (advisory, mandatory) seconds with advisory >= mandatory >= 0; "
+        f"got {value!r}"
+    )
     raise ValueError(msg)
 
 
@@ -219,11 +232,17 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
 # the public decorator
 
 
-class _Decorator(Protocol[P]):
+class _Decorator(Protocol):
+    """What `refresh_on_401(refresh=...)` returns: it keeps the type of what it is given.
+
+    Not generic in the provider type on purpose: a decorated subclass must stay itself, not
+    become the base class that `refresh` was written for.
+    """
+
     @overload
-    def __call__(self, target: type[P], /) -> type[P]: ...
+    def __call__(self, target: type[T], /) -> type[T]: ...
     @overload
-    def __call__(self, target: P, /) -> P: ...
+    def __call__(self, target: T, /) -> T: ...
 
 
 @overload
@@ -240,6 +259,9 @@ def refresh_on_401(
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
+    expires_at: Callable[[P], float | None] | None = ...,
+    clock: Callable[[], float] = ...,
+    refresh_ahead: tuple[float, float] = ...,
 ) -> type[P]: ...
 @overload
 def refresh_on_401(
@@ -255,6 +277,9 @@ def refresh_on_401(
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
+    expires_at: Callable[[P], float | None] | None = ...,
+    clock: Callable[[], float] = ...,
+    refresh_ahead: tuple[float, float] = ...,
 ) -> P: ...
 @overload
 def refresh_on_401(
@@ -268,7 +293,10 @@ def refresh_on_401(
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
-) -> _Decorator[P]: ...
+    expires_at: Callable[[P], float | None] | None = ...,
+    clock: Callable[[], float] = ...,
+    refresh_ahead: tuple[float, float] = ...,
+) -> _Decorator: ...
 def refresh_on_401(
     target: Any = None,
     /,
@@ -282,6 +310,9 @@ def refresh_on_401(
     refresh_timeout: float | None = 30.0,
     cooldown: tuple[float, float] | None = (1.0, 30.0),
     on_event: Callable[[Event], object] | None = None,
+    expires_at: Callable[[Any], float | None] | None = None,
+    clock: Callable[[], float] = time.time,
+    refresh_ahead: tuple[float, float] = (120.0, 30.0),
 ) -> Any:
     """Refresh a provider's credentials when it reports a 401, and retry once.
 
@@ -312,6 +343,12 @@ def refresh_on_401(
         on_event: Called with each `refresh_middleware.events` event (refresh started,
             succeeded, failed, timed out; call retried; retry skipped). Exceptions it raises are
             logged and ignored.
+        expires_at: Turns on proactive refresh: called with the provider, returns when its
+            credentials expire (a time on `clock`), or None when unknown.
+        clock: The clock `expires_at` reads on; `time.time` (epoch seconds) by default.
+        refresh_ahead: `(advisory, mandatory)` seconds before expiry. In the advisory window one
+            caller refreshes while the others go on; in the mandatory window everyone waits for
+            the refresh, and a failure raises `refresh_middleware.events.RefreshError`.
 
     Raises:
         TypeError: `refresh` is not callable; the target has none of the methods; `refresh` is
@@ -342,8 +379,12 @@ def refresh_on_401(
     if not (callable(getattr(usage, "read", None)) and callable(getattr(usage, "add", None))):
         msg = f"usage must have read(item) and add(item, extra) methods, got {usage!r}"
         raise TypeError(msg)
-    if on_event is not None and not callable(on_event):
-        msg = f"on_event must be callable or None, got {type(on_event).__name__}"
+    for option, hook in (("on_event", on_event), ("expires_at", expires_at)):
+        if hook is not None and not callable(hook):
+            msg = f"{option} must be callable or None, got {type(hook).__name__}"
+            raise TypeError(msg)
+    if not callable(clock):
+        msg = f"clock must be callable, got {type(clock).__name__}"
         raise TypeError(msg)
     options = Options(
         refresh=refresh,
@@ -355,6 +396,9 @@ def refresh_on_401(
         refresh_timeout=_seconds(refresh_timeout, "refresh_timeout"),
         cooldown=_cooldown(cooldown),
         on_event=on_event,
+        expires_at=expires_at,
+        clock=clock,
+        refresh_ahead=_windows(refresh_ahead),
     )
 
     def apply(target: Any) -> Any:

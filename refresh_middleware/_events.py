@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("refresh_middleware")
+# A library leaves output to its host: without logging configured, our warnings stay silent.
+logger.addHandler(logging.NullHandler())
 
 # --------------------------------------------------------------------------------------------------
 # redaction
@@ -119,9 +121,14 @@ class Event:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RefreshStarted(Event):
-    """A refresh of credential generation `generation` began."""
+    """A refresh of credential generation `generation` began.
+
+    `trigger` is "401" for a refresh after an unauthorized error, or "advisory" / "mandatory"
+    for a proactive refresh in that window before expiry.
+    """
 
     generation: int
+    trigger: str = "401"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -109,12 +109,25 @@ class Flight:
         self.state: tuple[int, Any] = (0, provider)
         # (number of failed refreshes so far, the latest failure)
         self._failure: tuple[int, Exception | None] = (0, None)
-        # (clock, time until which refreshes are not tried, the delay that set it)
+        # (clock, when the last refresh failed, how long to wait after it)
         self._cooldown: tuple[object, float, float] | None = None
         # (generation, how many callers asked to refresh it)
         self._asking = (0, 0)
         self._thread_lock = threading.Lock()
         self._async_locks: weakref.WeakKeyDictionary[object, Any] | None = None
+
+    def current(self, holder: object) -> tuple[int, Any]:
+        """The generation and provider a call starts on (the holder itself in class mode)."""
+        generation, provider = self.state
+        return generation, holder if provider is None else provider
+
+    def busy_async(self) -> bool:
+        """True while a task of this event loop is refreshing."""
+        return bool(self._async_lock().locked())
+
+    def busy_sync(self) -> bool:
+        """True while a thread is refreshing."""
+        return self._thread_lock.locked()
 
     # -- bookkeeping shared by both forms --------------------------------------------------------
 
@@ -129,9 +142,14 @@ class Flight:
         return self._failure[0]
 
     def _settled(
-        self, generation: int, failures_seen: int, holder: object
+        self, generation: int, failures_seen: int, holder: object, spec: MethodSpec, trigger: str
     ) -> RefreshOutcome | None:
-        """What a caller gets without refreshing, or None when it must refresh itself."""
+        """What a caller gets without refreshing, or None when it must refresh itself.
+
+        Credentials in the mandatory window are about to lapse: there the cooldown is never
+        longer than its first delay, so a recovered auth server is noticed within a second or
+        so, while a down one still sees at most one attempt per delay.
+        """
         current, provider = self.state
         if current != generation:
             return (holder if provider is None else provider), None
@@ -139,7 +157,10 @@ class Flight:
         if count != failures_seen:
             return None, error
         if self._cooldown is not None:
-            clock, until, _ = self._cooldown
+            clock, failed_at, delay = self._cooldown
+            if trigger == "mandatory" and spec.options.cooldown is not None:
+                delay = min(delay, spec.options.cooldown[0])
+            until = failed_at + delay
             here, moment = now()
             if clock is here and moment < until:
                 return None, RefreshCooldownError(
@@ -191,7 +212,7 @@ class Flight:
         if cooldown is not None:
             first, cap = cooldown
             delay = first if self._cooldown is None else min(cap, self._cooldown[2] * 2)
-            self._cooldown = (clock, moment + delay, delay)
+            self._cooldown = (clock, moment, delay)
         name, shared_by = type(stale).__name__, self._shared_by(generation)
         if isinstance(error, RefreshTimeoutError):
             timeout = spec.options.refresh_timeout or 0.0
@@ -199,8 +220,7 @@ class Flight:
         else:
             event = RefreshFailed(name, generation, duration, shared_by, describe(error))
         logger.warning(
-            "refresh_middleware: refreshing %s credentials failed after %.3f s (%s); "
-            "the original 401 is surfaced",
+            "refresh_middleware: refreshing %s credentials failed after %.3f s (%s)",
             name,
             duration,
             describe(error) if isinstance(error, RefreshError) else type(error).__name__,
@@ -216,16 +236,21 @@ class Flight:
         stale: object,
         spec: MethodSpec,
         install: Callable[[Any], None] | None,
+        trigger: str = "401",
     ) -> RefreshOutcome:
-        """Refresh `generation` once, however many tasks ask; returns the outcome they share."""
+        """Refresh `generation` once, however many tasks ask; returns the outcome they share.
+
+        `trigger` says why, for the event: a "401", or the "advisory" or "mandatory" window of
+        a proactive refresh.
+        """
         failures_seen = self._ask(generation)
         async with self._async_lock():
-            settled = self._settled(generation, failures_seen, stale)
+            settled = self._settled(generation, failures_seen, stale, spec, trigger)
             if settled is not None:
                 return settled
             options = spec.options
             started = now()[1]
-            emit(options.on_event, RefreshStarted(type(stale).__name__, generation))
+            emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
             try:
                 result = await _bounded(options, stale)
                 fresh = spec.check(stale, result)
@@ -240,16 +265,17 @@ class Flight:
         stale: object,
         spec: MethodSpec,
         install: Callable[[Any], None] | None,
+        trigger: str = "401",
     ) -> RefreshOutcome:
         """The thread form of `refresh_async`, for synchronous providers."""
         failures_seen = self._ask(generation)
         with self._thread_lock:
-            settled = self._settled(generation, failures_seen, stale)
+            settled = self._settled(generation, failures_seen, stale, spec, trigger)
             if settled is not None:
                 return settled
             options = spec.options
             started = now()[1]
-            emit(options.on_event, RefreshStarted(type(stale).__name__, generation))
+            emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
             try:
                 result = _bounded_sync(options, stale)
                 if inspect.isawaitable(result):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,9 @@ class Options:
     refresh_timeout: float | None = 30.0
     cooldown: tuple[float, float] | None = (1.0, 30.0)
     on_event: Callable[[Event], object] | None = None
+    expires_at: Callable[[Any], float | None] | None = None
+    clock: Callable[[], float] = time.time
+    refresh_ahead: tuple[float, float] = (120.0, 30.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +92,16 @@ class MethodSpec:
         if self.original is not None:
             return self.original(provider, *args, **kwargs)
         return getattr(provider, self.name)(*args, **kwargs)
+
+    def installer(self, holder: object) -> Callable[[Any], None] | None:
+        """How a replacement provider is put in place: swapped into the proxy, or not at all."""
+        if self.in_place:
+            return None
+
+        def install(fresh: object) -> None:
+            holder.__wrapped__ = fresh  # type: ignore[attr-defined]
+
+        return install
 
     def check(self, stale: object, result: object) -> Any:
         """The provider that `refresh(stale)` produced, or a TypeError for nonsense."""

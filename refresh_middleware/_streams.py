@@ -24,7 +24,8 @@ from typing import Any, Final, cast
 
 import sniffio
 
-from ._calls import current, recover_async, recover_sync
+from ._ahead import ready_async, ready_sync
+from ._calls import recover_async, recover_sync
 from ._classify import GateAction, StreamGate
 from ._events import logger
 from ._flight import attach_refresh_failure
@@ -173,7 +174,10 @@ async def open_async(call: StreamCall, started: object = None) -> AsyncAttempt:
     `started` is a first attempt already started on the current provider.
     """
     while True:
-        generation, provider = current(call.flight, call.holder)
+        if started is None:
+            generation, provider = await ready_async(call.spec, call.flight, call.holder)
+        else:
+            generation, provider = call.flight.current(call.holder)
         try:
             iterator, closer = await _adopt_async(
                 call.start(provider) if started is None else started
@@ -202,7 +206,7 @@ def open_sync(call: StreamCall) -> SyncAttempt:
     itself (`gate_returned`) or cannot fail on opening (a generator function), so reaching here
     means the one retry is under way and its errors are final.
     """
-    generation, provider = current(call.flight, call.holder)
+    generation, provider = ready_sync(call.spec, call.flight, call.holder)
     return (generation, provider, *_adopt_sync(call.start(provider)))
 
 
@@ -323,9 +327,13 @@ def gate_returned(call: StreamCall) -> Any:
     """The plain-function shape: call now, and give back what was returned, gated.
 
     A 401 raised by the call itself can only be refreshed synchronously; an async `refresh`
-    cannot run here, so that error surfaces with a note.
+    cannot run here, so that error surfaces with a note (and a refresh ahead of expiry waits
+    for the async shapes' first await or enter).
     """
-    generation, provider = current(call.flight, call.holder)
+    if inspect.iscoroutinefunction(call.spec.options.refresh):
+        generation, provider = call.flight.current(call.holder)
+    else:
+        generation, provider = ready_sync(call.spec, call.flight, call.holder)
     try:
         started = call.start(provider)
     except Exception as error:
@@ -341,7 +349,7 @@ def gate_returned(call: StreamCall) -> Any:
         if refresh_error is not None:
             attach_refresh_failure(error, refresh_error)
             raise
-        generation, provider = current(call.flight, call.holder)
+        generation, provider = call.flight.current(call.holder)
         started = call.start(fresh)
     if hasattr(started, "__anext__"):
         return gated_async(call, (generation, provider, started, _async_closer(started)))
