@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from refresh_middleware.testing._server import open_loopback_server
@@ -43,3 +46,18 @@ async def loopback(loopback_options):
 def token(loopback):
     """A valid bearer token for the `loopback` server."""
     return loopback.issue_token()
+
+
+# The example providers are documentation, and these tests check that they work: make
+# `examples` importable however pytest was started.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+
+@pytest.fixture
+def tokens(loopback):
+    """A token source on the `loopback` server's /oauth/token endpoint."""
+    from examples.providers import TokenSource
+
+    return TokenSource(loopback.token_url)

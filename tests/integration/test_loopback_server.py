@@ -1,8 +1,5 @@
 """The loopback LLM server, exercised through raw httpx and the official SDKs, unwrapped."""
 
-# House style asserts ``expected == actual``, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import dataclasses
