@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 # Every Python from 3.11 up that this machine has; CI machines have 3.11 to 3.13.
@@ -47,3 +45,20 @@ def typecheck(session: nox.Session) -> None:
     install(session, "typecheck")
     session.run("mypy")
     session.run("pyright")
+
+
+@nox.session(python=PYTHONS[0], tags=["check"])
+def docs(session: nox.Session) -> None:
+    """The documentation: HTML with warnings as errors, then every example in it as a doctest."""
+    if not shutil.which("dot"):
+        session.error("Graphviz's `dot` draws the diagrams: apt-get install graphviz")
+    install(session, "docs")
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-W", "-q", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+@nox.session(python=PYTHONS[0])
+def demo(session: nox.Session) -> None:
+    """The main job: concurrent streaming chats that survive expiring tokens, on loopback."""
+    install(session, "demo")
+    session.run("python", "examples/demo.py", *session.posargs)

@@ -1,0 +1,116 @@
+"""What users write, checked by mypy and pyright in strict mode; never imported or run.
+
+Each `assert_type` pins a type that the decorator must keep. Each line ending in
+`# type: ignore[code]` must be an error: mypy's `warn_unused_ignores` (on in strict mode)
+rejects an ignore whose code does not occur, and pyright's `reportUnnecessaryTypeIgnoreComment`
+(switched on below) one on a line without an error. Pyright honours `# type: ignore` itself, so
+a `# pyright: ignore` beside it would always be reported as unnecessary; one comment does both.
+"""
+
+# pyright: reportUnnecessaryTypeIgnoreComment=true
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import assert_type
+
+from refresh_middleware import is_unauthorized_error, refresh_on_401
+from refresh_middleware.classify import GateAction, ItemKind, StreamGate, kind_of
+
+
+class Provider:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def chat(self, prompt: str) -> str:
+        return f"{self.key}: {prompt}"
+
+    async def chat_stream(self, prompt: str) -> AsyncIterator[str]:
+        yield prompt
+
+    def describe(self) -> str:
+        return self.key
+
+
+def rebuild(stale: Provider) -> Provider:
+    return Provider(stale.key + "'")
+
+
+async def rebuild_async(stale: Provider) -> Provider:
+    return Provider(stale.key + "'")
+
+
+def renew(stale: Provider) -> None:
+    stale.key += "'"
+
+
+async def renew_async(stale: Provider) -> None:
+    stale.key += "'"
+
+
+def wrong_refresh(token: str) -> str:
+    return token
+
+
+# -- wrapping an instance keeps its type ------------------------------------------------------
+
+assert_type(refresh_on_401(Provider("k"), refresh=rebuild), Provider)
+assert_type(refresh_on_401(Provider("k"), refresh=rebuild_async), Provider)
+assert_type(refresh_on_401(Provider("k"), refresh=renew), Provider)
+assert_type(refresh_on_401(Provider("k"), refresh=renew_async), Provider)
+assert_type(refresh_on_401(Provider("k"), refresh=lambda stale: Provider(stale.key)), Provider)
+assert_type(refresh_on_401(Provider("k"), refresh=rebuild, calls="chat", streams=()), Provider)
+
+# -- the decorator form, applied to an instance -------------------------------------------------
+
+assert_type(refresh_on_401(refresh=rebuild)(Provider("k")), Provider)
+assert_type(refresh_on_401(refresh=rebuild_async)(Provider("k")), Provider)
+
+# -- the methods of a wrapped instance keep their signatures ------------------------------------
+
+wrapped = refresh_on_401(Provider("k"), refresh=rebuild)
+chat: Callable[[str], Awaitable[str]] = wrapped.chat
+stream: Callable[[str], AsyncIterator[str]] = wrapped.chat_stream
+assert_type(wrapped.describe(), str)
+
+
+async def call_wrapped_wrongly() -> None:
+    await wrapped.chat(42)  # type: ignore[arg-type]
+
+
+# -- a decorated class keeps its type and its methods' signatures -------------------------------
+
+
+# `refresh` is typed for the base class, as it usually is: it is written before the class.
+@refresh_on_401(refresh=renew)
+class MyProvider(Provider):
+    async def embed(self, text: str) -> list[float]:
+        return [float(len(text))]
+
+
+mine = MyProvider("k")
+assert_type(mine, MyProvider)
+embed: Callable[[str], Awaitable[list[float]]] = mine.embed
+
+
+async def use_decorated_class() -> None:
+    await mine.embed(42)  # type: ignore[arg-type]
+    assert_type(await mine.chat("hi"), str)
+    assert_type(await mine.embed("hi"), list[float])
+    async for text in mine.chat_stream("hi"):
+        assert_type(text, str)
+
+
+# -- a wrong refresh is an error -----------------------------------------------------------------
+
+refresh_on_401(Provider("k"), refresh=wrong_refresh)  # type: ignore[arg-type]
+refresh_on_401(Provider("k"), refresh="rebuild")  # type: ignore[call-overload]
+refresh_on_401(Provider("k"), rebuild)  # type: ignore[call-overload]
+
+# -- the classifier ------------------------------------------------------------------------------
+
+assert_type(is_unauthorized_error(ValueError("HTTP 401")), bool)
+assert_type(kind_of({"type": "ping"}), ItemKind)
+gate = StreamGate(is_unauthorized=is_unauthorized_error, kind_of=kind_of)
+assert_type(gate.on_item("text"), tuple[GateAction, object])
+assert_type(gate.on_exception(ValueError()), GateAction)
