@@ -58,6 +58,20 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS[0])
+def bench(session: nox.Session) -> None:
+    """The side-by-side benchmark (a few minutes); `-- --smoke` for a seconds-long run."""
+    install(session, "bench")
+    session.run("python", "bench/bench.py", "--plot", "docs/_static/herd.png", *session.posargs)
+
+
+@nox.session(name="bench-smoke", python=PYTHONS[0], tags=["check"])
+def bench_smoke(session: nox.Session) -> None:
+    """Every section of the benchmark, tiny, so it cannot rot."""
+    install(session, "bench")
+    session.run("python", "bench/bench.py", "--smoke")
+
+
+@nox.session(python=PYTHONS[0])
 def demo(session: nox.Session) -> None:
     """The main job: concurrent streaming chats that survive expiring tokens, on loopback."""
     install(session, "demo")
