@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, cast
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._ahead import ready_async, ready_sync
 from ._classify import ItemKind
 from ._events import CallRetried, NotReplayableError, RefreshError, RetrySkipped, emit
-from ._flight import attach_refresh_failure
+from ._flight import attach_refresh_failure, flight_of, flights
 
 if TYPE_CHECKING:
     from ._flight import Flight, RefreshOutcome
     from ._spec import MethodSpec
 
-__all__ = ["call_async", "call_sync", "recover_async", "recover_sync"]
+__all__ = ["async_call", "recover_async", "recover_sync", "sync_call", "unreplayable"]
 
 
 def unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -85,22 +86,26 @@ def _unauthorized_result(spec: MethodSpec, result: object) -> bool:
     return options.kind_of(result) is ItemKind.ERROR and options.is_unauthorized(result)
 
 
-async def call_async(
-    spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+# Result types the default kind_of never calls ERROR: a call returning them skips the check.
+_PLAIN: Final = frozenset({type(None), str, bytes, int, float, bool, list, tuple})
+
+
+async def _recover_call_async(
+    spec: MethodSpec,
+    flight: Flight,
+    holder: object,
+    attempt: tuple[int, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    failed: BaseException | None,
+    result: object = None,
 ) -> Any:
-    """Await the method; after an unauthorized error or result, refresh and await it once more."""
-    generation, provider = await ready_async(spec, flight, holder)
-    result: Any = None
-    try:
-        result = await spec.invoke(provider, args, kwargs)
-    except Exception as error:
-        if not spec.options.is_unauthorized(error):
-            raise
-        failed: BaseException | None = error
-    else:
-        if not _unauthorized_result(spec, result):
-            return result
-        failed = None
+    """After a 401 raised (`failed`) or returned (`result`): refresh, then retry once.
+
+    Called outside the `except` block that caught `failed`: the retry's own errors must not
+    be chained to the first 401, or a classifier reading their context would see a 401.
+    """
+    generation, provider = attempt
     fresh, refresh_error = await recover_async(
         spec, flight, holder, generation, provider, args, kwargs
     )
@@ -112,22 +117,18 @@ async def call_async(
     return await spec.invoke(fresh, args, kwargs)
 
 
-def call_sync(
-    spec: MethodSpec, flight: Flight, holder: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+def _recover_call_sync(
+    spec: MethodSpec,
+    flight: Flight,
+    holder: object,
+    attempt: tuple[int, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    failed: BaseException | None,
+    result: object = None,
 ) -> Any:
-    """The synchronous form of `call_async`; threads share one refresh per generation."""
-    generation, provider = ready_sync(spec, flight, holder)
-    result: Any = None
-    try:
-        result = spec.invoke(provider, args, kwargs)
-    except Exception as error:
-        if not spec.options.is_unauthorized(error):
-            raise
-        failed: BaseException | None = error
-    else:
-        if not _unauthorized_result(spec, result):
-            return result
-        failed = None
+    """The thread form of `_recover_call_async`."""
+    generation, provider = attempt
     fresh, refresh_error = recover_sync(spec, flight, holder, generation, provider, args, kwargs)
     if refresh_error is not None:
         if failed is None:
@@ -135,3 +136,122 @@ def call_sync(
         attach_refresh_failure(failed, refresh_error)
         raise failed
     return spec.invoke(fresh, args, kwargs)
+
+
+def async_call(  # noqa: C901 - the fast path is written out, for two modes
+    name: str,
+    function: Callable[..., Any],
+    class_spec: MethodSpec | None,
+    core_of: Callable[[Any], tuple[dict[str, MethodSpec], Flight]] | None = None,
+) -> Callable[..., Any]:
+    """The intercepting method for an async call, as a plain coroutine function.
+
+    Calls sit on every request, so their fast path is written out here rather than routed
+    through a wrapt wrapper and a driver: find the provider, await it, screen the result. In
+    class mode (`class_spec` given) the instance is the provider; in instance mode the method
+    lives on the proxy, and `core_of(proxy)` reads its specs and flight.
+    `functools.wraps` keeps the provider method's name, docstring and signature.
+    """
+    if class_spec is not None:
+        spec = class_spec
+
+        ahead, screen = spec.ahead, spec.screen
+
+        @functools.wraps(function)
+        async def in_class(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            entry = flights.by_id.get(id(self))
+            flight = flight_of(self) if entry is None else entry[1]
+            attempt = await ready_async(spec, flight, self) if ahead else flight.state
+            try:
+                result = await function(self, *args, **kwargs)
+            except Exception as error:
+                if not spec.options.is_unauthorized(error):
+                    raise
+                failed: BaseException | None = error
+                result = None
+            else:
+                if (screen and type(result) in _PLAIN) or not _unauthorized_result(spec, result):
+                    return result
+                failed = None
+            return await _recover_call_async(
+                spec, flight, self, (attempt[0], self), args, kwargs, failed, result
+            )
+
+        return in_class
+    assert core_of is not None  # noqa: S101 - instance mode always passes it
+
+    @functools.wraps(function)
+    async def on_proxy(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        specs, flight = core_of(self)
+        spec: MethodSpec = specs[name]
+        attempt = await ready_async(spec, flight, self) if spec.ahead else flight.state
+        try:
+            result = await getattr(attempt[1], name)(*args, **kwargs)
+        except Exception as error:
+            if not spec.options.is_unauthorized(error):
+                raise
+            failed: BaseException | None = error
+            result = None
+        else:
+            if (spec.screen and type(result) in _PLAIN) or not _unauthorized_result(spec, result):
+                return result
+            failed = None
+        return await _recover_call_async(spec, flight, self, attempt, args, kwargs, failed, result)
+
+    return on_proxy
+
+
+def sync_call(  # noqa: C901 - as async_call
+    name: str,
+    function: Callable[..., Any],
+    class_spec: MethodSpec | None,
+    core_of: Callable[[Any], tuple[dict[str, MethodSpec], Flight]] | None = None,
+) -> Callable[..., Any]:
+    """The intercepting method for a sync call; see `async_call`."""
+    if class_spec is not None:
+        spec = class_spec
+
+        ahead, screen = spec.ahead, spec.screen
+
+        @functools.wraps(function)
+        def in_class(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            entry = flights.by_id.get(id(self))
+            flight = flight_of(self) if entry is None else entry[1]
+            attempt = ready_sync(spec, flight, self) if ahead else flight.state
+            try:
+                result = function(self, *args, **kwargs)
+            except Exception as error:
+                if not spec.options.is_unauthorized(error):
+                    raise
+                failed: BaseException | None = error
+                result = None
+            else:
+                if (screen and type(result) in _PLAIN) or not _unauthorized_result(spec, result):
+                    return result
+                failed = None
+            return _recover_call_sync(
+                spec, flight, self, (attempt[0], self), args, kwargs, failed, result
+            )
+
+        return in_class
+    assert core_of is not None  # noqa: S101 - instance mode always passes it
+
+    @functools.wraps(function)
+    def on_proxy(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        specs, flight = core_of(self)
+        spec: MethodSpec = specs[name]
+        attempt = ready_sync(spec, flight, self) if spec.ahead else flight.state
+        try:
+            result = getattr(attempt[1], name)(*args, **kwargs)
+        except Exception as error:
+            if not spec.options.is_unauthorized(error):
+                raise
+            failed: BaseException | None = error
+            result = None
+        else:
+            if (spec.screen and type(result) in _PLAIN) or not _unauthorized_result(spec, result):
+                return result
+            failed = None
+        return _recover_call_sync(spec, flight, self, attempt, args, kwargs, failed, result)
+
+    return on_proxy

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import enum
 import functools
+import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol, cast
@@ -213,6 +214,13 @@ class ItemKind(enum.Enum):
     DONE = "done"
 
 
+# Module constants: an enum member read through its class costs a lookup per streamed item.
+_OUTPUT: Final = ItemKind.OUTPUT
+_METADATA: Final = ItemKind.METADATA
+_ERROR: Final = ItemKind.ERROR
+_DONE: Final = ItemKind.DONE
+
+
 _DONE_NAMES: Final = frozenset(
     {"done", "stop", "message_stop", "stream_end", "end", "completed", "response_completed"}
 )
@@ -263,7 +271,8 @@ _DELTA_OUTPUT: Final = ("content", "tool_calls", "refusal", "function_call", "re
 
 def _chunk_kind(choices: object) -> ItemKind:
     """OUTPUT when an OpenAI-style chunk's choices carry output, METADATA otherwise."""
-    for choice in choices if isinstance(choices, list | tuple) else ():
+    listed = cast("list[object] | tuple[object, ...]", choices)
+    for choice in listed if isinstance(choices, list | tuple) else ():
         delta = _field(choice, "delta")
         if delta is not None and any(_field(delta, name) for name in _DELTA_OUTPUT):
             return ItemKind.OUTPUT
@@ -278,9 +287,8 @@ def kind_of(item: object) -> ItemKind:
     (`TextDelta`, `Usage`, `Done`, ...). OpenAI-style `chat.completion.chunk`s are `OUTPUT`
     when a choice's delta carries content, tool calls or a refusal, `METADATA` otherwise (the
     role-only first chunk, the usage-only last one). Exceptions are `ERROR`. Anything not
-    recognised is
-    `OUTPUT`: forwarding it commits the stream, because duplicated output is worse than a
-    missed retry.
+    recognised is `OUTPUT`: forwarding it commits the stream, because duplicated output is
+    worse than a missed retry.
 
     Example:
         >>> kind_of({"type": "content_block_delta", "delta": {"text": "Hi"}})
@@ -291,27 +299,61 @@ def kind_of(item: object) -> ItemKind:
         <ItemKind.ERROR: 'error'>
 
     """
+    cls = type(item)
+    if cls is str or cls is bytes:
+        return _OUTPUT
     try:
-        if isinstance(item, Mapping):
-            fields: Mapping[Any, Any] = item  # pyright: ignore[reportUnknownVariableType]
-            name = fields.get("type") or fields.get("kind") or fields.get("event")
-            if name is None and fields.get("object") == _CHUNK:
-                return _chunk_kind(fields.get("choices"))
-        elif isinstance(item, str | bytes):
-            return ItemKind.OUTPUT
-        elif isinstance(item, BaseException):
-            return ItemKind.ERROR
+        get: Callable[[str], Any]
+        mapping = cls is dict or isinstance(item, Mapping)
+        if isinstance(item, BaseException):
+            return _ERROR
+        if mapping:
+            get = cast("Mapping[str, Any]", item).get
+            name = get("type") or get("kind") or get("event")
         else:
-            name = getattr(item, "type", None) or getattr(item, "kind", None)
-            if name is None and getattr(item, "object", None) == _CHUNK:
-                return _chunk_kind(getattr(item, "choices", None))
-            if isinstance(name, enum.Enum):
-                name = name.value
-            if not isinstance(name, str):
-                name = type(item).__name__
-        return _kind_of_name(name) if isinstance(name, str) else ItemKind.OUTPUT
+            get = _fields_of(cls, item)
+            name = get("type") or get("kind")
+        if name is None and get("object") == _CHUNK:
+            return _chunk_kind(get("choices"))
+        if isinstance(name, enum.Enum):
+            name = name.value
+        if not isinstance(name, str):
+            if mapping:
+                return _OUTPUT
+            name = cls.__name__
+        return _kind_of_name(name)
     except Exception:  # noqa: BLE001 - an item that cannot be read is treated as output
-        return ItemKind.OUTPUT
+        return _OUTPUT
+
+
+# Per class: whether its instances keep `type`/`kind`/`object` in their `__dict__` alone (True),
+# or may have them as class attributes, properties, slots or through `__getattr__` (False).
+_DICT_ONLY: dict[type, bool] = {}
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
+def _fields_of(cls: type, item: Any) -> Callable[[str], Any]:
+    """How to read `type` and friends from `item`, without raising AttributeErrors.
+
+    A missed `getattr` on a pydantic model (every openai and anthropic SDK object) raises and
+    catches an exception inside pydantic: microseconds per streamed chunk. Reading the instance
+    dictionary, where such models keep their fields, costs nanoseconds.
+    """
+    dict_only = _DICT_ONLY.get(cls)
+    if dict_only is None:
+        pydantic = hasattr(cls, "__pydantic_fields__")
+        dict_only = hasattr(cls, "__dict__") and all(
+            inspect.getattr_static(cls, name, None) is None
+            for name in ("type", "kind", "object", *(() if pydantic else ("__getattr__",)))
+        )
+        if len(_DICT_ONLY) >= 4096:
+            _DICT_ONLY.clear()
+        _DICT_ONLY[cls] = dict_only
+    if not dict_only:
+        return lambda name: getattr(item, name, None)
+    fields = getattr(item, "__dict__", None) or _EMPTY
+    extra = getattr(item, "__pydantic_extra__", None)
+    return ({**extra, **fields} if extra else fields).get
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,6 +477,15 @@ class GateAction(enum.Enum):
     """Let the exception propagate to the consumer."""
 
 
+# Module constants: an enum member read through its class costs a lookup per streamed item.
+_FORWARD: Final = GateAction.FORWARD
+_FORWARD_AND_STOP: Final = GateAction.FORWARD_AND_STOP
+_RETRY: Final = GateAction.RETRY
+
+
+_KIND_OF: Final = kind_of  # the default, named apart from the gate's `kind_of` attribute
+
+
 class StreamGate:
     """The stream gate of the design: forward, commit, or retry, one decision per event.
 
@@ -445,7 +496,10 @@ class StreamGate:
     of the attempt that follows, so the last usage the consumer sees covers every attempt.
 
     The gate is pure: it never reads a stream and never awaits. Drivers call `on_item` and
-    `on_exception` and act on the returned `GateAction`.
+    `on_exception` and act on the returned `GateAction`. Once `passthrough` is true (committed,
+    with no usage left to add), every later item would be forwarded as it is, exceptions
+    raised, and only a `DONE` item (by `kind_of`) ends the stream: a driver may then skip
+    `on_item` and check that alone, which saves its cost on every remaining item.
 
     Example:
         >>> gate = StreamGate()
@@ -465,7 +519,9 @@ class StreamGate:
         "_kind_of",
         "_usage",
         "committed",
+        "kind_of",
         "max_retries",
+        "passthrough",
         "retries",
     )
 
@@ -473,15 +529,16 @@ class StreamGate:
         self,
         *,
         is_unauthorized: Callable[[object], bool] = is_unauthorized_error,
-        kind_of: Callable[[object], ItemKind] = kind_of,
+        kind_of: Callable[[object], ItemKind] = _KIND_OF,
         usage: UsageAccounting = DEFAULT_USAGE,
         max_retries: int = 1,
     ) -> None:
         self._is_unauthorized = is_unauthorized
-        self._kind_of = kind_of
+        self._kind_of = self.kind_of = kind_of
         self._usage = usage
         self.max_retries = max_retries
         self.committed = False
+        self.passthrough = False
         self.retries = 0
         self._attempt_usage: Usage = {}
         self._carried: Usage = {}
@@ -494,17 +551,19 @@ class StreamGate:
         """
         kind = self._kind_of(item)
         if self.committed:
-            action = GateAction.FORWARD_AND_STOP if kind is ItemKind.DONE else GateAction.FORWARD
-            return action, self._with_carried(item)
-        if kind is ItemKind.ERROR and self._may_retry(item):
-            return GateAction.RETRY, item
-        if kind is ItemKind.OUTPUT:
+            if self._carried:
+                item = self._with_carried(item)
+            return (_FORWARD_AND_STOP if kind is _DONE else _FORWARD), item
+        if kind is _ERROR and self._may_retry(item):
+            return _RETRY, item
+        if kind is _OUTPUT:
             self.committed = True
-        elif kind is ItemKind.METADATA:
+            self.passthrough = not self._carried
+        elif kind is _METADATA:
             self._remember_usage(item)
-        elif kind is ItemKind.DONE:
-            return GateAction.FORWARD_AND_STOP, self._with_carried(item)
-        return GateAction.FORWARD, self._with_carried(item)
+        elif kind is _DONE:
+            return _FORWARD_AND_STOP, self._with_carried(item)
+        return _FORWARD, self._with_carried(item)
 
     def on_exception(self, error: BaseException) -> GateAction:
         """Decide whether an exception from the inner stream is retried or raised."""

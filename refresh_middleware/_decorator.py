@@ -5,14 +5,13 @@ from __future__ import annotations
 import inspect
 import time
 import types
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
-from ._calls import call_async, call_sync
+from ._calls import async_call, sync_call
 from ._classify import DEFAULT_USAGE, ItemKind, UsageAccounting, is_unauthorized_error, kind_of
 from ._events import Event
-from ._flight import Flight
+from ._flight import Flight, flight_of
 from ._proxy import InterceptingWrapper, RefreshingProxy, proxy_class
 from ._spec import Driver, MethodSpec, Options, driver_for
 from ._streams import StreamCall, gate_returned, gated_async, gated_sync, open_then_gate
@@ -41,9 +40,9 @@ def _stream_entry(
     return entry
 
 
-_ENTRIES: Mapping[Driver, Callable[..., Any]] = {
-    Driver.CALL_ASYNC: call_async,
-    Driver.CALL_SYNC: call_sync,
+_ENTRIES: Mapping[Driver, Callable[..., Any] | None] = {
+    Driver.CALL_ASYNC: None,  # calls are methods of their own: _calls.async_call, sync_call
+    Driver.CALL_SYNC: None,
     Driver.STREAM_ASYNC_GENERATOR: _stream_entry(gated_async),
     Driver.STREAM_AWAITABLE: _stream_entry(open_then_gate),
     Driver.STREAM_SYNC_GENERATOR: _stream_entry(gated_sync),
@@ -128,6 +127,8 @@ def _specs(
             intercepted=intercepted,
             original=methods[name] if in_class else None,
             entry=_ENTRIES[driver],
+            ahead=options.expires_at is not None,
+            screen=options.kind_of is kind_of,
         )
         for name, driver in drivers.items()
     }
@@ -143,55 +144,59 @@ def wrap_instance(provider: object, options: Options) -> Any:
         # Wrapping twice would stack two refreshers; the newest options win instead. (The
         # type, not isinstance: a proxy's __class__ is its provider's.)
         provider = cast("RefreshingProxy", provider).__wrapped__
-    methods: dict[str, Callable[..., Any]] = {}
-    for name in options.calls + options.streams:
-        if isinstance(inspect.getattr_static(type(provider), name, None), InterceptingWrapper):
-            msg = (
-                f"{type(provider).__name__} is a class decorated with refresh_on_401 already; "
-                "its instances refresh on their own and must not be wrapped again"
-            )
-            raise TypeError(msg)
-        method = getattr(provider, name, None)
-        if callable(method):
-            methods[name] = method
-    specs = _specs(methods, options, type(provider).__name__, in_class=False)
-    cls = proxy_class(type(provider), tuple(specs))
-    return cls(provider, options, specs)
+    key = (type(provider), options)
+    specs = _instance_specs.get(key)
+    if specs is None:
+        methods: dict[str, Callable[..., Any]] = {}
+        for name in options.calls + options.streams:
+            if _original(inspect.getattr_static(type(provider), name, None)) is not None:
+                msg = (
+                    f"{type(provider).__name__} is a class decorated with refresh_on_401 "
+                    "already; its instances refresh on their own and must not be wrapped again"
+                )
+                raise TypeError(msg)
+            method = getattr(provider, name, None)
+            if callable(method):
+                methods[name] = method
+        specs = _specs(methods, options, type(provider).__name__, in_class=False)
+        if callable_attributes_only(type(provider), specs):
+            if len(_instance_specs) >= _SPECS_KEPT:
+                _instance_specs.clear()
+            _instance_specs[key] = specs
+    return proxy_class(type(provider), specs)(provider, specs)
+
+
+# Specs shared by the proxies of one provider class and one set of options: most programs wrap
+# many providers with a few decorators, and each proxy then costs only itself and its flight.
+_instance_specs: dict[tuple[type, Options], dict[str, MethodSpec]] = {}
+_SPECS_KEPT = 256
+
+
+def callable_attributes_only(provider_type: type, specs: Mapping[str, MethodSpec]) -> bool:
+    """True when every intercepted name is a function of the class, the same for all instances."""
+    return all(
+        isinstance(inspect.getattr_static(provider_type, name, None), types.FunctionType)
+        for name in specs
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # class mode
 
 
-class _Flights:
-    """The flight of each instance of a decorated class, kept beside it rather than on it.
-
-    Nothing is stored on the instance, so `__slots__`, `__eq__` without `__hash__`, copies and
-    pickles all keep working. Entries are dropped when their instance is collected.
-    """
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[weakref.ref[Any], Flight]] = {}
-
-    def of(self, instance: object) -> Flight:
-        key = id(instance)
-        entry = self._by_id.get(key)
-        if entry is None:
-            # setdefault is atomic, so racing threads agree on one flight. An id is reused only
-            # after its object died, and the weak reference's callback has removed it by then.
-            by_id = self._by_id
-            ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
-            entry = by_id.setdefault(key, (ref, Flight(None)))
-        return entry[1]
-
-
-_flights = _Flights()
+def _original(found: object) -> Callable[..., Any] | None:
+    """The undecorated function behind a method we intercepted, or None for anything else."""
+    if isinstance(found, InterceptingWrapper):
+        return found.__wrapped__
+    original = getattr(found, "__refresh_on_401__", None) if callable(found) else None
+    return cast("Callable[..., Any] | None", original)
 
 
 def _class_wrapper(
     spec: MethodSpec,
 ) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]:
     entry = spec.entry
+    assert entry is not None  # noqa: S101 - streams only
 
     def wrapper(
         wrapped: object,  # noqa: ARG001 - the original is spec.original, called on retry too
@@ -199,9 +204,21 @@ def _class_wrapper(
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        return entry(spec, _flights.of(instance), instance, args, kwargs)
+        return entry(spec, flight_of(instance), instance, args, kwargs)
 
     return wrapper
+
+
+def _class_method(name: str, spec: MethodSpec, function: Callable[..., Any]) -> Any:
+    """The decorated class's method: plain functions for calls, wrapt wrappers for streams."""
+    if spec.driver is Driver.CALL_ASYNC:
+        method = async_call(name, function, spec)
+    elif spec.driver is Driver.CALL_SYNC:
+        method = sync_call(name, function, spec)
+    else:
+        return InterceptingWrapper(function, _class_wrapper(spec))
+    method.__refresh_on_401__ = function  # type: ignore[attr-defined]
+    return method
 
 
 def decorate_class(cls: type[T], options: Options) -> type[T]:
@@ -215,8 +232,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
     methods: dict[str, Callable[..., Any]] = {}
     for name in options.calls + options.streams:
         found = inspect.getattr_static(cls, name, None)
-        if isinstance(found, InterceptingWrapper):
-            found = found.__wrapped__  # decorated before: replace, never stack
+        found = _original(found) or found  # decorated before: replace, never stack
         if found is None:
             continue
         if not isinstance(found, types.FunctionType):
@@ -224,7 +240,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             raise TypeError(msg)
         methods[name] = found
     for name, spec in _specs(methods, options, cls.__name__, in_class=True).items():
-        setattr(cls, name, InterceptingWrapper(methods[name], _class_wrapper(spec)))
+        setattr(cls, name, _class_method(name, spec, methods[name]))
     return cls
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sniffio
 
@@ -39,7 +39,14 @@ from ._events import (
 if TYPE_CHECKING:
     from ._spec import MethodSpec, Options
 
-__all__ = ["Flight", "RefreshOutcome", "attach_refresh_failure", "check_replacement", "now"]
+__all__ = [
+    "Flight",
+    "RefreshOutcome",
+    "attach_refresh_failure",
+    "check_replacement",
+    "flight_of",
+    "now",
+]
 
 # Guards the tiny read-modify-write of Flight._asking; shared, as it is held for nanoseconds.
 _ASKING = threading.Lock()
@@ -98,9 +105,9 @@ class Flight:
     __slots__ = (
         "__weakref__",
         "_asking",
-        "_async_locks",
         "_cooldown",
         "_failure",
+        "_running",
         "_thread_lock",
         "state",
     )
@@ -113,8 +120,9 @@ class Flight:
         self._cooldown: tuple[object, float, float] | None = None
         # (generation, how many callers asked to refresh it)
         self._asking = (0, 0)
-        self._thread_lock = threading.Lock()
-        self._async_locks: weakref.WeakKeyDictionary[object, Any] | None = None
+        self._thread_lock: threading.Lock | None = None  # made on the first sync refresh
+        # The refresh in progress in each event loop, by loop; empty between refreshes.
+        self._running: dict[object, Any] = {}
 
     def current(self, holder: object) -> tuple[int, Any]:
         """The generation and provider a call starts on (the holder itself in class mode)."""
@@ -123,11 +131,11 @@ class Flight:
 
     def busy_async(self) -> bool:
         """True while a task of this event loop is refreshing."""
-        return bool(self._async_lock().locked())
+        return _event_loop()[0] in self._running
 
     def busy_sync(self) -> bool:
         """True while a thread is refreshing."""
-        return self._thread_lock.locked()
+        return self._thread_lock is not None and self._thread_lock.locked()
 
     # -- bookkeeping shared by both forms --------------------------------------------------------
 
@@ -244,10 +252,20 @@ class Flight:
         a proactive refresh.
         """
         failures_seen = self._ask(generation)
-        async with self._async_lock():
+        loop, new_event = _event_loop()
+        while True:
             settled = self._settled(generation, failures_seen, stale, spec, trigger)
             if settled is not None:
                 return settled
+            running = self._running.get(loop)
+            if running is None:
+                break
+            # Every waiter wakes in the same scheduler batch when the refresh ends (a lock would
+            # hand over one waiter at a time), then looks again: the usual answer is settled.
+            # When the refresher was cancelled nothing is settled, and one waiter takes over.
+            await running.wait()
+        done = self._running[loop] = new_event()
+        try:
             options = spec.options
             started = now()[1]
             emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
@@ -258,6 +276,9 @@ class Flight:
                 return self._fail(error, generation, stale, spec, started)
             self._finish(generation, stale, fresh, install, spec, started)
             return fresh, None
+        finally:
+            del self._running[loop]
+            done.set()
 
     def refresh_sync(
         self,
@@ -269,6 +290,9 @@ class Flight:
     ) -> RefreshOutcome:
         """The thread form of `refresh_async`, for synchronous providers."""
         failures_seen = self._ask(generation)
+        if self._thread_lock is None:
+            with _ASKING:  # racing threads must end up with one lock
+                self._thread_lock = self._thread_lock or threading.Lock()
         with self._thread_lock:
             settled = self._settled(generation, failures_seen, stale, spec, trigger)
             if settled is not None:
@@ -292,35 +316,49 @@ class Flight:
             self._finish(generation, stale, fresh, install, spec, started)
             return fresh, None
 
-    # -- locks, one per event loop ---------------------------------------------------------------
 
-    def _async_lock(self) -> Any:
-        """The lock of the running event loop, made on first use in that loop.
+class _Flights:
+    """The flight of each instance of a decorated class, kept beside it rather than on it.
 
-        A trio.Lock does not work under asyncio and an asyncio.Lock belongs to one loop, so each
-        loop gets its own, keyed weakly by the loop (asyncio) or the run's token (trio).
-        """
-        library = sniffio.current_async_library()
-        if library == "trio":
-            import trio  # noqa: PLC0415 - asyncio users need not install trio
+    Nothing is stored on the instance, so `__slots__`, `__eq__` without `__hash__`, copies and
+    pickles all keep working. Entries are dropped when their instance is collected.
+    """
 
-            key: object = trio.lowlevel.current_trio_token()
-            factory: Callable[[], Any] = trio.Lock
-        elif library == "asyncio":
-            import asyncio  # noqa: PLC0415
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[weakref.ref[Any], Flight]] = {}
 
-            key = asyncio.get_running_loop()
-            factory = asyncio.Lock
-        else:
-            msg = f"refresh_middleware supports trio and asyncio, not {library}"
-            raise RuntimeError(msg)
-        with self._thread_lock:
-            if self._async_locks is None:
-                self._async_locks = weakref.WeakKeyDictionary()
-            lock = self._async_locks.get(key)
-            if lock is None:
-                lock = self._async_locks[key] = factory()
-        return lock
+    def of(self, instance: object) -> Flight:
+        entry = self.by_id.get(id(instance))
+        if entry is None:
+            # setdefault is atomic, so racing threads agree on one flight. An id is reused only
+            # after its object died, and the weak reference's callback has removed it by then.
+            by_id, key = self.by_id, id(instance)
+            ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
+            entry = by_id.setdefault(key, (ref, Flight(None)))
+        return entry[1]
+
+
+flights: Final = _Flights()
+flight_of: Final = flights.of
+
+
+def _event_loop() -> tuple[object, Callable[[], Any]]:
+    """The running event loop, and how to make an event in it.
+
+    A trio.Event does not work under asyncio and an asyncio.Event belongs to one loop, so a
+    refresh in progress is recorded per loop: keyed by the trio run's token or the asyncio loop.
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        return trio.lowlevel.current_trio_token(), trio.Event
+    if library == "asyncio":
+        import asyncio  # noqa: PLC0415
+
+        return asyncio.get_running_loop(), asyncio.Event
+    msg = f"refresh_middleware supports trio and asyncio, not {library}"
+    raise RuntimeError(msg)
 
 
 def _timed_out(timeout: float) -> RefreshTimeoutError:

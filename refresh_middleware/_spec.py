@@ -79,8 +79,13 @@ class MethodSpec:
     options: Options
     intercepted: tuple[str, ...]
     original: Callable[..., Any] | None
-    entry: Callable[..., Any]
-    """The driver's entry point: `entry(spec, flight, holder, args, kwargs)`."""
+    entry: Callable[..., Any] | None
+    """A stream driver's entry point: `entry(spec, flight, holder, args, kwargs)`."""
+    ahead: bool = False
+    """True when proactive refresh is on: calls look at the expiry first."""
+    screen: bool = False
+    """True when `kind_of` is the default, which never calls a str, None, number, list or tuple
+    an ERROR: results of those types skip the check."""
 
     @property
     def in_place(self) -> bool:

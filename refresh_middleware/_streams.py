@@ -26,7 +26,7 @@ import sniffio
 
 from ._ahead import ready_async, ready_sync
 from ._calls import recover_async, recover_sync
-from ._classify import GateAction, StreamGate
+from ._classify import GateAction, ItemKind, StreamGate
 from ._events import logger
 from ._flight import attach_refresh_failure
 
@@ -41,6 +41,11 @@ __all__ = ["CLOSE_TIMEOUT", "StreamCall", "gated_async", "gated_sync", "open_the
 
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds an abandoned inner stream gets to close before it is left to itself."""
+
+# Module constants: an enum member read through its class costs a lookup per streamed item.
+_FORWARD: Final = GateAction.FORWARD
+_RETRY: Final = GateAction.RETRY
+_DONE: Final = ItemKind.DONE
 
 AsyncCloser = Callable[[], Awaitable[object]] | None
 SyncCloser = Callable[[], object] | None
@@ -184,7 +189,7 @@ async def open_async(call: StreamCall, started: object = None) -> AsyncAttempt:
             )
         except Exception as error:
             started = None
-            if call.gate.on_exception(error) is not GateAction.RETRY:
+            if call.gate.on_exception(error) is not _RETRY:
                 raise
             _, refresh_error = await call.refresh_async(generation, provider)
             if refresh_error is not None:
@@ -214,76 +219,113 @@ def open_sync(call: StreamCall) -> SyncAttempt:
 # gating
 
 
-async def gated_async(
+async def gated_async(  # noqa: C901, PLR0912 - one flat loop: the per-item path
     call: StreamCall, opened: AsyncAttempt | None = None
 ) -> AsyncGenerator[Any, None]:
     """Forward the items of the current attempt through the gate, retrying as it says."""
     gate = call.gate
+    on_item = gate.on_item
     generation, provider, iterator, closer = opened or (0, None, None, None)
+    next_item = None if iterator is None else iterator.__anext__
     try:
         while True:
-            if iterator is None:
+            if next_item is None:
                 generation, provider, iterator, closer = await open_async(call)
+                next_item = iterator.__anext__
             try:
-                item = await iterator.__anext__()
+                item = await next_item()
             except StopAsyncIteration:
+                if inspect.isasyncgen(iterator):
+                    closer = None  # an exhausted async generator is finalized already
                 return
             except Exception as error:
-                if gate.on_exception(error) is not GateAction.RETRY:
+                if gate.on_exception(error) is not _RETRY:
                     raise
                 await close_async(closer)
-                iterator = closer = None
+                next_item = closer = None
                 _, refresh_error = await call.refresh_async(generation, provider)
                 if refresh_error is not None:
                     attach_refresh_failure(error, refresh_error)
                     raise
                 continue
-            action, forwarded = gate.on_item(item)
-            if action is GateAction.RETRY:
+            action, forwarded = on_item(item)
+            if action is _FORWARD:
+                yield forwarded
+                if not gate.passthrough:
+                    continue
+                # Committed with nothing to add: forward as they come; only DONE matters now.
+                kind_of = gate.kind_of
+                while True:
+                    try:
+                        item = await next_item()
+                    except StopAsyncIteration:
+                        if inspect.isasyncgen(iterator):
+                            closer = None
+                        return
+                    yield item
+                    if kind_of(item) is _DONE:
+                        return
+            if action is _RETRY:
                 await close_async(closer)
-                iterator = closer = None
+                next_item = closer = None
                 _, refresh_error = await call.refresh_async(generation, provider)
                 if refresh_error is None:
                     continue
             yield forwarded
-            if action is not GateAction.FORWARD:
-                return
+            return
     finally:
         await close_async(closer)
 
 
-def gated_sync(call: StreamCall, opened: SyncAttempt | None = None) -> Generator[Any]:
+def gated_sync(  # noqa: C901, PLR0912 - as gated_async
+    call: StreamCall, opened: SyncAttempt | None = None
+) -> Generator[Any]:
     """The sync form of `gated_async`."""
     gate = call.gate
+    on_item = gate.on_item
     generation, provider, iterator, closer = opened or (0, None, None, None)
+    next_item = None if iterator is None else iterator.__next__
     try:
         while True:
-            if iterator is None:
+            if next_item is None:
                 generation, provider, iterator, closer = open_sync(call)
+                next_item = iterator.__next__
             try:
-                item = next(iterator)
+                item = next_item()
             except StopIteration:
                 return
             except Exception as error:
-                if gate.on_exception(error) is not GateAction.RETRY:
+                if gate.on_exception(error) is not _RETRY:
                     raise
                 close_sync(closer)
-                iterator = closer = None
+                next_item = closer = None
                 _, refresh_error = call.refresh_sync(generation, provider)
                 if refresh_error is not None:
                     attach_refresh_failure(error, refresh_error)
                     raise
                 continue
-            action, forwarded = gate.on_item(item)
-            if action is GateAction.RETRY:
+            action, forwarded = on_item(item)
+            if action is _FORWARD:
+                yield forwarded
+                if not gate.passthrough:
+                    continue
+                kind_of = gate.kind_of  # as in gated_async
+                while True:
+                    try:
+                        item = next_item()
+                    except StopIteration:
+                        return
+                    yield item
+                    if kind_of(item) is _DONE:
+                        return
+            if action is _RETRY:
                 close_sync(closer)
-                iterator = closer = None
+                next_item = closer = None
                 _, refresh_error = call.refresh_sync(generation, provider)
                 if refresh_error is None:
                     continue
             yield forwarded
-            if action is not GateAction.FORWARD:
-                return
+            return
     finally:
         close_sync(closer)
 
@@ -337,7 +379,7 @@ def gate_returned(call: StreamCall) -> Any:
     try:
         started = call.start(provider)
     except Exception as error:
-        if call.gate.on_exception(error) is not GateAction.RETRY:
+        if call.gate.on_exception(error) is not _RETRY:
             raise
         if inspect.iscoroutinefunction(call.spec.options.refresh):
             error.add_note(

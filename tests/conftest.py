@@ -134,24 +134,24 @@ class Harness:
         base = AsyncProvider if flavour == "async" else SyncProvider
         script = self.script
 
-        if mode == "instance":
-
-            def rebuild(stale: Any) -> Any:
-                script.refreshes += 1
-                if script.refresh_error is not None:
-                    raise script.refresh_error
+        def renew(stale: Any) -> Any:
+            script.refreshes += 1
+            if script.refresh_error is not None:
+                raise script.refresh_error
+            if mode == "instance":
                 return base(script, stale.key + 1)
+            stale.key += 1
+            return None
 
-            self.provider = refresh_on_401(base(script), refresh=rebuild)
+        async def renew_async(stale: Any) -> Any:
+            await checkpoint()  # a real refresh talks to an auth server
+            return renew(stale)
+
+        refresh = renew_async if flavour == "async" else renew
+        if mode == "instance":
+            self.provider = refresh_on_401(base(script), refresh=refresh)
         else:
-
-            def reload(stale: Any) -> None:
-                script.refreshes += 1
-                if script.refresh_error is not None:
-                    raise script.refresh_error
-                stale.key += 1
-
-            decorated = refresh_on_401(refresh=reload)(type("Decorated", (base,), {}))
+            decorated = refresh_on_401(refresh=refresh)(type("Decorated", (base,), {}))
             self.provider = decorated(script)
 
     async def chat(self, request: str = "hello") -> Any:

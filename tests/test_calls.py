@@ -313,16 +313,17 @@ async def test_a_cancelled_refresher_strands_nobody(autojump_clock: trio.testing
 
 
 async def test_the_fast_path_takes_no_lock(mode: str) -> None:
-    """Calls that succeed never create or take a refresh lock."""
+    """Calls that succeed never start or wait for a refresh."""
     harness = Harness(mode, "async")
     harness.script.chats.extend([SUCCESS] * 3)
     for _ in range(3):
         await harness.chat()
 
-    from refresh_middleware._decorator import _flights
+    from refresh_middleware._flight import flight_of
 
-    flight = harness.provider._self_flight if mode == "instance" else _flights.of(harness.provider)
-    assert None is flight._async_locks
+    provider = harness.provider
+    flight = provider._self_core[1] if mode == "instance" else flight_of(provider)
+    assert {} == flight._running
 
 
 def test_one_proxy_across_successive_event_loops(mode: str) -> None:

@@ -820,7 +820,13 @@ def test_openai_sdk_chunk_is_output():
 
 def openai_chunk(choices):
     return ChatCompletionChunk.model_validate(
-        {"id": "c", "choices": choices, "created": 0, "model": "m", "object": "chat.completion.chunk"}
+        {
+            "id": "c",
+            "choices": choices,
+            "created": 0,
+            "model": "m",
+            "object": "chat.completion.chunk",
+        }
     )
 
 
@@ -860,3 +866,13 @@ def test_a_suppressed_context_is_not_read():
         hidden = error
 
     assert not is_unauthorized_error(hidden)
+
+
+def test_the_class_cache_of_kind_of_stays_bounded():
+    """kind_of remembers how to read each class, but classes made on the fly do not pile up."""
+    from refresh_middleware import _classify
+
+    for index in range(4100):
+        assert ItemKind.OUTPUT == kind_of(type(f"Made{index}", (), {})())
+
+    assert len(_classify._DICT_ONLY) < 4096

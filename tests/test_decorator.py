@@ -96,7 +96,7 @@ def test_class_mode_keeps_one_flight_per_instance() -> None:
 
 def test_class_mode_forgets_collected_instances() -> None:
     """The per-instance state of a decorated class goes with its instance."""
-    from refresh_middleware._decorator import _flights
+    from refresh_middleware._flight import flights
 
     script = Script()
     script.chats.append(SUCCESS)
@@ -106,11 +106,11 @@ def test_class_mode_forgets_collected_instances() -> None:
     provider = Provider(script)
     provider.chat("x")
     key = id(provider)
-    assert key in _flights._by_id
+    assert key in flights.by_id
 
     del provider
 
-    assert key not in _flights._by_id
+    assert key not in flights.by_id
 
 
 def test_class_mode_supports_slots_with_weakref() -> None:
@@ -229,3 +229,19 @@ def test_class_attributes_that_are_not_methods_are_refused() -> None:
 
     with pytest.raises(TypeError, match=r"Static\.chat is a staticmethod, not a plain method"):
         refresh_on_401(refresh=lambda p: None)(Static)
+
+
+def test_specs_shared_between_proxies_stay_bounded() -> None:
+    """Proxies with equal options share their specs; many different options do not pile up."""
+    from refresh_middleware import _decorator
+
+    def rebuild(stale: SyncProvider) -> SyncProvider:
+        return stale  # pragma: no cover - no 401 here
+
+    first = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
+    second = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
+    for seconds in range(1, 300):
+        refresh_on_401(SyncProvider(Script()), refresh=rebuild, refresh_timeout=seconds)
+
+    assert first._self_core[0] is second._self_core[0]
+    assert len(_decorator._instance_specs) <= 256

@@ -125,7 +125,7 @@ def test_copy_gives_an_independent_proxy() -> None:
     assert provider.__wrapped__ is not shallow.__wrapped__
     assert provider.__wrapped__.script is shallow.__wrapped__.script
     assert provider.__wrapped__.script is not deep.__wrapped__.script
-    assert provider._self_flight is not shallow._self_flight
+    assert provider._self_core[1] is not shallow._self_core[1]
 
 
 def test_pickle_round_trips_with_a_module_level_refresh() -> None:

@@ -209,7 +209,7 @@ async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
 
     assert [0, 1, 3, 6, 9] == [round(moment - start, 1) for moment in attempts]
     assert SUCCESS == await provider.chat("x")
-    assert None is provider._self_flight._cooldown
+    assert None is provider._self_core[1]._cooldown
 
 
 def test_a_cooldown_of_another_clock_does_not_apply() -> None:
@@ -292,11 +292,12 @@ async def test_events_tell_the_story_of_a_shared_refresh() -> None:
     events: list[Event] = []
     script = Script(valid_from=1)
     script.chats.extend([SUCCESS] * 10)
-    provider = refresh_on_401(
-        AsyncProvider(script),
-        refresh=lambda stale: AsyncProvider(script, 1),
-        on_event=events.append,
-    )
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        await trio.lowlevel.checkpoint()
+        return AsyncProvider(script, 1)
+
+    provider = refresh_on_401(AsyncProvider(script), refresh=rebuild, on_event=events.append)
 
     async with trio.open_nursery() as nursery:
         for _ in range(10):

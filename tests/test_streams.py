@@ -571,3 +571,27 @@ def test_a_401_when_reopening_a_sync_stream_is_final() -> None:
 
     with pytest.raises(Unauthorized):
         list(provider.chat_stream())
+
+
+async def test_an_empty_stream_object_ends_the_gated_stream() -> None:
+    """An inner stream object that ends before any item ends the gated stream, and is closed."""
+    provider = refresh_on_401(
+        type("P", (), {"chat_stream": lambda self: SyncClose([])})(), refresh=lambda stale: stale
+    )
+    closed = SyncClose.closed
+
+    assert [] == await collect(provider.chat_stream())
+    assert closed + 1 == SyncClose.closed
+
+
+async def test_stream_callables_set_on_the_instance_are_intercepted() -> None:
+    """A stream method that is an instance attribute is gated too."""
+    batches = [[ERROR_401], [text("a"), DONE]]
+
+    class Holder:
+        def __init__(self) -> None:
+            self.chat_stream = lambda: Bare(batches.pop(0))
+
+    provider = refresh_on_401(Holder(), refresh=lambda stale: Holder())
+
+    assert [text("a"), DONE] == await collect(provider.chat_stream())

@@ -11,6 +11,7 @@ credentials on demand.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import secrets
@@ -25,15 +26,15 @@ from urllib.parse import parse_qsl
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio import serve  # pyright: ignore[reportUnknownVariableType]
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 
-    from hypercorn.typing import Framework
+    from hypercorn.typing import Framework  # pyright: ignore[reportUnknownVariableType]
     from starlette.requests import Request
 
 __all__ = [
@@ -402,7 +403,7 @@ class LoopbackLLMServer:
         after the first half of the text chunks. Each injected error counts as a 401 served.
         """
         with self._lock:
-            self._pending_errors[api].extend([mode] * count)
+            self._pending_errors[api].extend(itertools.repeat(mode, count))
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -436,17 +437,19 @@ class LoopbackLLMServer:
             raise _BadRequestError(f"unreadable request: {error}") from error
         if not isinstance(body, dict) or chunks < 1:
             raise _BadRequestError(f"expected a JSON object and {CHUNKS_HEADER} of at least 1")
+        fields = cast("dict[str, object]", body)
         model, messages, options = (
-            body.get("model"),
-            body.get("messages"),
-            body.get("stream_options"),
+            fields.get("model"),
+            fields.get("messages"),
+            fields.get("stream_options"),
         )
         return _Call(
             model=model if isinstance(model, str) else self.model,
-            stream=body.get("stream") is True,
-            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            stream=fields.get("stream") is True,
+            include_usage=isinstance(options, dict)
+            and cast("dict[str, object]", options).get("include_usage") is True,
             chunks=chunks,
-            input_tokens=len(messages) if isinstance(messages, list) else 0,
+            input_tokens=len(cast("list[object]", messages)) if isinstance(messages, list) else 0,
         )
 
     async def _events(
@@ -485,7 +488,9 @@ class LoopbackLLMServer:
             fields = dict(parse_qsl(raw.decode("latin-1")))
         # A bare POST is a client-credentials request: tests should not need ceremony.
         grant_type = (
-            fields.get("grant_type", "client_credentials") if isinstance(fields, dict) else None
+            cast("dict[str, object]", fields).get("grant_type", "client_credentials")
+            if isinstance(fields, dict)
+            else None
         )
         if grant_type != "client_credentials":
             return JSONResponse(
@@ -550,7 +555,7 @@ class LoopbackLLMServer:
 
 
 @asynccontextmanager
-async def _serving(server: LoopbackLLMServer) -> AsyncIterator[LoopbackLLMServer]:
+async def _serving(server: LoopbackLLMServer) -> AsyncGenerator[LoopbackLLMServer]:
     """Serve ``server`` on a free loopback port for the duration of the block."""
     config = Config()
     config.bind = ["127.0.0.1:0"]
@@ -563,18 +568,18 @@ async def _serving(server: LoopbackLLMServer) -> AsyncIterator[LoopbackLLMServer
         binds: list[str] = await nursery.start(
             partial(serve, cast("Framework", server.app), config, shutdown_trigger=shutdown.wait)
         )
-        server._base_url = binds[0]  # noqa: SLF001 - the runner owns the address
+        server._base_url = binds[0]  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
         try:
             yield server
         finally:
-            server._base_url = None  # noqa: SLF001
+            server._base_url = None  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
             shutdown.set()
 
 
 @asynccontextmanager
 async def open_loopback_server(
     **options: Unpack[LoopbackOptions],
-) -> AsyncIterator[LoopbackLLMServer]:
+) -> AsyncGenerator[LoopbackLLMServer]:
     """Run a loopback LLM server in the current trio run for the duration of the block.
 
     The server listens before the block starts (``server.base_url`` is ready) and has
@@ -609,7 +614,7 @@ async def _serve_until_stopped(server: LoopbackLLMServer, handoff: _ThreadHandof
 @contextmanager
 def run_loopback_server_in_thread(
     **options: Unpack[LoopbackOptions],
-) -> Iterator[LoopbackLLMServer]:
+) -> Generator[LoopbackLLMServer]:
     """Run a loopback LLM server on its own trio thread, for sync and asyncio code.
 
     The server's controls are thread-safe, so the block may call them directly. On exit the
