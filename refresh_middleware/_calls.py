@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._ahead import ready_async, ready_sync
 from ._classify import ItemKind
-from ._events import CallRetried, NotReplayableError, RefreshError, RetrySkipped, emit
-from ._flight import attach_refresh_failure, flight_of, flights
+from ._events import CallRetried, NotReplayableError, RetrySkipped, emit
+from ._flight import attach_refresh_failure, flight_of, flights, skipped_because
 
 if TYPE_CHECKING:
     from ._flight import Flight, RefreshOutcome
@@ -24,12 +25,12 @@ def unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     An iterator or generator argument was consumed by the first attempt; a retry would send
     what is left of it, silently different.
     """
-    named = [(f"argument {position}", value) for position, value in enumerate(args)]
-    named += [(f"argument {name!r}", value) for name, value in kwargs.items()]
+    named = itertools.chain(enumerate(args), kwargs.items())
     for name, value in named:
         if isinstance(value, Iterator | AsyncIterator):
             kind = type(cast("object", value)).__name__
-            return f"{name} is a one-shot {kind}, consumed by the first attempt"
+            where = f"argument {name!r}" if isinstance(name, str) else f"argument {name}"
+            return f"{where} is a one-shot {kind}, consumed by the first attempt"
     return None
 
 
@@ -42,14 +43,16 @@ def _settle(
 ) -> RefreshOutcome:
     """Whether to retry after a refresh, told to the host as an event."""
     failure = outcome[1]
+    hook = spec.options.on_event
     if failure is None:
-        reason = unreplayable(args, kwargs)
+        reason = unreplayable(args, kwargs) if args or kwargs else None
         if reason is None:
-            emit(spec.options.on_event, CallRetried(type(provider).__name__, spec.name))
+            if hook is not None:
+                emit(hook, CallRetried(type(provider).__name__, spec.name))
             return outcome
-        failure = NotReplayableError(f"not retried: {reason}")
-    why = str(failure) if isinstance(failure, RefreshError) else "the refresh failed"
-    emit(spec.options.on_event, RetrySkipped(type(provider).__name__, spec.name, why))
+        failure = NotReplayableError(reason)
+    if hook is not None:
+        emit(hook, RetrySkipped(type(provider).__name__, spec.name, skipped_because(failure)))
     return None, failure
 
 
@@ -106,9 +109,9 @@ async def _recover_call_async(
     be chained to the first 401, or a classifier reading their context would see a 401.
     """
     generation, provider = attempt
-    fresh, refresh_error = await recover_async(
-        spec, flight, holder, generation, provider, args, kwargs
-    )
+    # recover_async, written out: every caller of a herd passes here, one frame less counts.
+    outcome = await flight.refresh_async(generation, provider, spec, spec.installer(holder))
+    fresh, refresh_error = _settle(spec, provider, outcome, args, kwargs)
     if refresh_error is not None:
         if failed is None:
             return result

@@ -14,6 +14,7 @@ failure at once instead of hammering an auth server that is down. The first succ
 from __future__ import annotations
 
 import contextvars
+import sys
 import inspect
 import threading
 import time
@@ -46,6 +47,7 @@ __all__ = [
     "check_replacement",
     "flight_of",
     "now",
+    "skipped_because",
 ]
 
 # Guards the tiny read-modify-write of Flight._asking; shared, as it is held for nanoseconds.
@@ -172,8 +174,8 @@ class Flight:
             here, moment = now()
             if clock is here and moment < until:
                 return None, RefreshCooldownError(
-                    "the last refresh failed moments ago; the next is not tried for another "
-                    f"{until - moment:.3g} s (cooldown)"
+                    "the last refresh failed moments ago, and the next is not tried for "
+                    f"another {until - moment:.3g} s (cooldown)"
                 )
         return None
 
@@ -268,7 +270,8 @@ class Flight:
         try:
             options = spec.options
             started = now()[1]
-            emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
+            if options.on_event is not None:
+                emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
             try:
                 result = await _bounded(options, stale)
                 fresh = spec.check(stale, result)
@@ -299,7 +302,8 @@ class Flight:
                 return settled
             options = spec.options
             started = now()[1]
-            emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
+            if options.on_event is not None:
+                emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
             try:
                 result = _bounded_sync(options, stale)
                 if inspect.isawaitable(result):
@@ -349,14 +353,12 @@ def _event_loop() -> tuple[object, Callable[[], Any]]:
     refresh in progress is recorded per loop: keyed by the trio run's token or the asyncio loop.
     """
     library = sniffio.current_async_library()
-    if library == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-        return trio.lowlevel.current_trio_token(), trio.Event
-    if library == "asyncio":
-        import asyncio  # noqa: PLC0415
-
-        return asyncio.get_running_loop(), asyncio.Event
+    if library == "trio" or library == "asyncio":  # noqa: PLR1714 - cheaper than a set here
+        # The running library is imported already; this is every 401's path, so no import.
+        module = sys.modules[library]
+        if library == "trio":
+            return module.lowlevel.current_trio_token(), module.Event
+        return module.get_running_loop(), module.Event
     msg = f"refresh_middleware supports trio and asyncio, not {library}"
     raise RuntimeError(msg)
 
@@ -421,6 +423,13 @@ def _bounded_sync(options: Options, stale: object) -> Any:
     return value
 
 
+def skipped_because(error: Exception) -> str:
+    """Why a 401 was not retried, in words safe for notes, logs and events."""
+    if isinstance(error, RefreshError):
+        return str(error)
+    return f"refreshing credentials failed with {type(error).__name__}"
+
+
 def attach_refresh_failure(original: BaseException, error: Exception) -> None:
     """Attach a failed refresh to the 401 it was meant to fix, leaving the 401 itself as it was.
 
@@ -428,11 +437,7 @@ def attach_refresh_failure(original: BaseException, error: Exception) -> None:
     PEP 678 note says what happened. Only the type of a foreign error is named: messages of auth
     errors can carry secrets. Our own errors say what happened in their message.
     """
-    if isinstance(error, RefreshError):
-        what = f"{error} ({type(error).__name__})"
-    else:
-        what = f"refreshing credentials after this 401 failed with {type(error).__name__}"
-    original.add_note(f"refresh_middleware: {what}; the call was not retried")
+    original.add_note(f"refresh_middleware: this 401 was not retried: {skipped_because(error)}")
     # SDK errors are often raised `from None`: their context is hidden, so taking it over loses
     # nothing. A visible context of their own is left alone; the note still tells.
     if original.__context__ is None or original.__suppress_context__:

@@ -78,10 +78,7 @@ def test_failed_refresh_raises_the_original_401_with_the_failure_attached(
     assert original is caught.value
     assert harness.script.refresh_error is original.__context__
     assert [
-        (
-            "refresh_middleware: refreshing credentials after this 401 failed with OSError; "
-            "the call was not retried"
-        )
+        "refresh_middleware: this 401 was not retried: refreshing credentials failed with OSError"
     ] == original.__notes__
     assert 1 == harness.script.chat_calls
     assert ["WARNING"] == [record.levelname for record in caplog.records]
