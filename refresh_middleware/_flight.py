@@ -14,8 +14,8 @@ failure at once instead of hammering an auth server that is down. The first succ
 from __future__ import annotations
 
 import contextvars
-import sys
 import inspect
+import sys
 import threading
 import time
 import weakref
