@@ -72,6 +72,8 @@ graphviz_dot_args = [
 doctest_global_setup = """
 from refresh_middleware import is_unauthorized_error, refresh_on_401
 from refresh_middleware.classify import GateAction, ItemKind, StreamGate, kind_of
+from refresh_middleware.events import redact
+from refresh_middleware.testing import RefreshCounter, ScriptedProvider, SyncScriptedProvider
 """
 
 # -- HTML --------------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ _SECRETS: Final = (
     # Provider key shapes: OpenAI and Anthropic `sk-...`, Google `AIza...`, JWTs.
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
     re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    # A JWT starts where a run of its characters starts: starting inside a run would rescan the
+    # rest of it from every "eyJ", quadratic on hostile text.
+    re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
 )
 REDACTED: Final = "[REDACTED]"
 

@@ -12,7 +12,7 @@ import anthropic
 import trio
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware.testing._server import open_loopback_server
+from refresh_middleware.testing import open_loopback_server
 
 # The loopback server answers any model name. With the real API, use a current model:
 # the SDK warns about deprecated ones.

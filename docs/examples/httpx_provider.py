@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware.testing._server import open_loopback_server
+from refresh_middleware.testing import open_loopback_server
 
 
 class StreamError(Exception):

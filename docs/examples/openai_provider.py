@@ -11,7 +11,7 @@ import openai
 import trio
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware.testing._server import open_loopback_server
+from refresh_middleware.testing import open_loopback_server
 
 
 class OpenAIProvider:
@@ -32,8 +32,8 @@ class OpenAIProvider:
         )
         async with stream:
             async for chunk in stream:
-                # The first chunk carries only the role. Yielding text alone keeps the stream
-                # uncommitted until real output arrives, so an early 401 is still retried.
+                # Callers here want text. Yielding the raw chunks would be retried as well:
+                # the role-only first chunk counts as metadata, not output.
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
 

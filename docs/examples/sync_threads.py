@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware.testing._server import run_loopback_server_in_thread
+from refresh_middleware.testing import run_loopback_server_in_thread
 
 
 class SyncProvider:
