@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -12,8 +14,25 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+VERSIONS = ("3.11", "3.12", "3.13", "3.14")
+# Nothing is downloaded: sessions use the interpreters the machine has.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+
+
+def _pyenv_bins() -> list[str]:
+    """Folders of pyenv-installed Pythons: their shims fail unless a version is selected."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = {}
+    for version in VERSIONS:
+        for folder in sorted(root.glob(f"{version}.*/bin"), reverse=True):
+            if (folder / f"python{version}").exists():
+                found.setdefault(version, str(folder))
+    return list(found.values())
+
+
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
 # Every Python from 3.11 up that this machine has; CI machines have 3.11 to 3.13.
-PYTHONS = [v for v in ("3.11", "3.12", "3.13", "3.14") if shutil.which(f"python{v}")] or ["3"]
+PYTHONS = [v for v in VERSIONS if shutil.which(f"python{v}")] or ["3"]
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -53,8 +72,9 @@ def docs(session: nox.Session) -> None:
     if not shutil.which("dot"):
         session.error("Graphviz's `dot` draws the diagrams: apt-get install graphviz")
     install(session, "docs")
-    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
-    session.run("sphinx-build", "-W", "-q", "-b", "doctest", "docs", "docs/_build/doctest")
+    strict = ("-W", "--keep-going", "-q")
+    session.run("sphinx-build", *strict, "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", *strict, "-b", "doctest", "docs", "docs/_build/doctest")
 
 
 @nox.session(python=PYTHONS[0])

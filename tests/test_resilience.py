@@ -409,3 +409,16 @@ def test_on_event_must_be_callable() -> None:
     """on_event takes a callable or None."""
     with pytest.raises(TypeError, match="on_event must be callable"):
         refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, on_event="print")  # type: ignore[arg-type]
+
+
+def test_sync_providers_send_the_same_events() -> None:
+    """A refresh in a thread reports started, succeeded and the retry, as the async one does."""
+    events: list[Event] = []
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    provider = refresh_on_401(
+        SyncProvider(script), refresh=lambda stale: SyncProvider(script, 1), on_event=events.append
+    )
+
+    assert SUCCESS == provider.chat("x")
+    assert [RefreshStarted, RefreshSucceeded, CallRetried] == [type(event) for event in events]
