@@ -134,10 +134,11 @@ class AnthropicProvider:
         )
 
     def chat_stream(self, prompt: str) -> AsyncMessageStreamManager:
-        """``messages.stream()``: use as ``async with provider.chat_stream(p) as events:``.
+        """``messages.stream()``: use as ``async with provider.chat_stream(p) as stream:``.
 
-        Through the wrapper, the block gets the gated events (iterate them), not the SDK's
-        ``MessageStream`` helpers such as ``text_stream``.
+        Through the wrapper, the block gets a view of the SDK's ``AsyncMessageStream``:
+        iterating it goes through the gate, and its helpers (``get_final_message()``,
+        ``text_stream``) read the attempt that is current.
         """
         return self.client.messages.stream(
             model=MODEL, max_tokens=256, messages=[{"role": "user", "content": prompt}]

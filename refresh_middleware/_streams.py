@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapp
 from typing import Any, Final, cast
 
 import sniffio
+import wrapt
 
 from ._ahead import ready_async, ready_sync
 from ._calls import recover_async, recover_sync
@@ -57,7 +58,7 @@ SyncAttempt = tuple[int, Any, Any, SyncCloser]
 class StreamCall:
     """One call of a stream method: its arguments, its gate, and where it refreshes."""
 
-    __slots__ = ("args", "flight", "gate", "holder", "kwargs", "spec")
+    __slots__ = ("args", "flight", "gate", "holder", "kwargs", "spec", "view")
 
     def __init__(
         self,
@@ -72,10 +73,22 @@ class StreamCall:
         self.holder = holder
         self.args = args
         self.kwargs = kwargs
+        self.view: GatedStreamView | None = None
         options = spec.options
         self.gate = StreamGate(
             is_unauthorized=options.is_unauthorized, kind_of=options.kind_of, usage=options.usage
         )
+
+    def finish(self, closer: AsyncCloser) -> AsyncCloser:
+        """How to close a stream that ended normally: now, or when its view is closed.
+
+        The SDK helpers of a view (`get_final_message()`) may still read the finished attempt,
+        so its owner closes it, by closing the view or leaving the stream manager.
+        """
+        if self.view is None:
+            return closer
+        self.view._self_pending = closer  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+        return None
 
     def start(self, provider: object) -> Any:
         """Call the original method on `provider`: a new attempt, not yet opened."""
@@ -219,7 +232,7 @@ def open_sync(call: StreamCall) -> SyncAttempt:
 # gating
 
 
-async def gated_async(  # noqa: C901, PLR0912 - one flat loop: the per-item path
+async def gated_async(  # noqa: C901, PLR0912, PLR0915 - one flat loop: the per-item path
     call: StreamCall, opened: AsyncAttempt | None = None
 ) -> AsyncGenerator[Any, None]:
     """Forward the items of the current attempt through the gate, retrying as it says."""
@@ -232,11 +245,13 @@ async def gated_async(  # noqa: C901, PLR0912 - one flat loop: the per-item path
             if next_item is None:
                 generation, provider, iterator, closer = await open_async(call)
                 next_item = iterator.__anext__
+                if call.view is not None:
+                    call.view.__wrapped__ = iterator  # the SDK helpers follow the new attempt
             try:
                 item = await next_item()
             except StopAsyncIteration:
-                if inspect.isasyncgen(iterator):
-                    closer = None  # an exhausted async generator is finalized already
+                # An exhausted async generator is finalized already.
+                closer = None if inspect.isasyncgen(iterator) else call.finish(closer)
                 return
             except Exception as error:
                 if gate.on_exception(error) is not _RETRY:
@@ -259,11 +274,11 @@ async def gated_async(  # noqa: C901, PLR0912 - one flat loop: the per-item path
                     try:
                         item = await next_item()
                     except StopAsyncIteration:
-                        if inspect.isasyncgen(iterator):
-                            closer = None
+                        closer = None if inspect.isasyncgen(iterator) else call.finish(closer)
                         return
                     yield item
                     if kind_of(item) is _DONE:
+                        closer = call.finish(closer)
                         return
             if action is _RETRY:
                 await close_async(closer)
@@ -272,6 +287,7 @@ async def gated_async(  # noqa: C901, PLR0912 - one flat loop: the per-item path
                 if refresh_error is None:
                     continue
             yield forwarded
+            closer = call.finish(closer)
             return
     finally:
         await close_async(closer)
@@ -330,9 +346,48 @@ def gated_sync(  # noqa: C901, PLR0912 - as gated_async
         close_sync(closer)
 
 
-async def open_then_gate(call: StreamCall, started: object = None) -> AsyncGenerator[Any, None]:
+class GatedStreamView(wrapt.ObjectProxy[Any]):
+    """The gated stream, dressed as the SDK's stream object of the current attempt.
+
+    Iterating it goes through the gate. Everything else (`text_stream`, `get_final_message()`,
+    `response`, `isinstance`) reaches the inner stream of whichever attempt is current, so SDK
+    helpers keep working; they read that stream directly, without the gate. Closing it closes
+    the gated stream, and with it the current attempt.
+    """
+
+    __slots__ = ("_self_gated", "_self_pending")
+
+    def __init__(self, inner: object, gated: AsyncGenerator[Any, None]) -> None:
+        super().__init__(inner)
+        self._self_gated = gated
+        self._self_pending: AsyncCloser = None
+
+    def __aiter__(self) -> GatedStreamView:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._self_gated.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the gated stream and the current attempt."""
+        await self._self_gated.aclose()
+        pending, self._self_pending = self._self_pending, None
+        await close_async(pending)
+
+    async def close(self) -> None:
+        """Close, as the SDK streams name it."""
+        await self.aclose()
+
+
+def _view(call: StreamCall, opened: AsyncAttempt) -> GatedStreamView:
+    """The gated stream over `opened`, as a view that follows each attempt's inner stream."""
+    view = call.view = GatedStreamView(opened[2], gated_async(call, opened))
+    return view
+
+
+async def open_then_gate(call: StreamCall, started: object = None) -> GatedStreamView:
     """The awaitable shape: open the first attempt now, then hand over the gated stream."""
-    return gated_async(call, await open_async(call, started))
+    return _view(call, await open_async(call, started))
 
 
 class GatedStreamManager:
@@ -347,11 +402,11 @@ class GatedStreamManager:
     def __init__(self, call: StreamCall, started: object) -> None:
         self._call = call
         self._started = started
-        self._stream: AsyncGenerator[Any, None] | None = None
+        self._stream: GatedStreamView | None = None
 
-    async def __aenter__(self) -> AsyncGenerator[Any, None]:
+    async def __aenter__(self) -> GatedStreamView:
         started, self._started = self._started, None
-        self._stream = gated_async(self._call, await open_async(self._call, started))
+        self._stream = _view(self._call, await open_async(self._call, started))
         return self._stream
 
     async def __aexit__(
@@ -394,7 +449,7 @@ def gate_returned(call: StreamCall) -> Any:
         generation, provider = call.flight.current(call.holder)
         started = call.start(fresh)
     if hasattr(started, "__anext__"):
-        return gated_async(call, (generation, provider, started, _async_closer(started)))
+        return _view(call, (generation, provider, started, _async_closer(started)))
     if hasattr(started, "__aenter__"):
         return GatedStreamManager(call, started)
     if inspect.isawaitable(started):

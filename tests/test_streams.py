@@ -595,3 +595,19 @@ async def test_stream_callables_set_on_the_instance_are_intercepted() -> None:
     provider = refresh_on_401(Holder(), refresh=lambda stale: Holder())
 
     assert [text("a"), DONE] == await collect(provider.chat_stream())
+
+
+async def test_a_view_of_an_sdk_stream_reaches_its_attributes_and_closes_it(mode: str) -> None:
+    """An awaitable's stream comes back as a view: the SDK object's attributes, gated items."""
+    script = Script(valid_from=1)
+    script.streams.extend([[], [text("a"), DONE]])
+    provider = shaped("awaitable", script, mode)
+
+    stream = await provider.awaitable("x")
+    items = [item async for item in stream]
+    closed_before = script.closed_streams
+    await stream.close()
+
+    assert (Stream, [text("a"), DONE]) == (type(stream.__wrapped__), items)
+    assert isinstance(stream, Stream)
+    assert (0, 1) == (closed_before, script.closed_streams)

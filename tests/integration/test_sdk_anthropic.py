@@ -167,3 +167,24 @@ async def test_cancelled_stream_is_closed_and_the_provider_stays_usable(loopback
         0 < len(received) < 8,
         text_of(await raw_events(provider)),
     )
+
+
+async def test_messages_stream_helpers_work_through_the_wrapper(loopback, provider):
+    """The block gets a view of the SDK's stream: its helpers work, on the fresh attempt."""
+    loopback.expire_all()
+    async with provider.chat_stream("hi") as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
+
+    assert isinstance(stream, anthropic.AsyncMessageStream)
+    assert (FULL_TEXT, FULL_TEXT) == (text, final.content[0].text)
+
+
+async def test_final_message_follows_the_retried_attempt(loopback, provider):
+    """After a 401 event before content, get_final_message() reads the attempt that succeeded."""
+    loopback.inject_stream_error("before_content")
+    async with provider.chat_stream("hi") as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_message()
+
+    assert (FULL_TEXT, FULL_TEXT) == (text_of(events), final.content[0].text)
