@@ -13,7 +13,7 @@ import enum
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final, Protocol, cast
 
 __all__ = [
@@ -66,7 +66,27 @@ def _field(value: object, name: str) -> object:
     if isinstance(value, Mapping):
         fields: Mapping[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
         return fields.get(name)
+    cls = type(value)
+    if hasattr(cls, "__pydantic_fields__"):
+        # A missed getattr raises inside pydantic; its fields live in the instance dict.
+        found = vars(value).get(name, _MISSING)
+        if found is not _MISSING:
+            return found
+        extra = getattr(value, "__pydantic_extra__", None)
+        if extra and name in extra:
+            return extra[name]
+        if not _on_class(cast("Hashable", cls), name):
+            return None
     return getattr(value, name, None)
+
+
+_MISSING: Final = object()
+
+
+@functools.lru_cache(maxsize=4096)
+def _on_class(cls: Hashable, name: str) -> bool:
+    """Whether `cls` itself defines `name` (a property, say), remembered per class and name."""
+    return inspect.getattr_static(cast("type", cls), name, _MISSING) is not _MISSING
 
 
 class _Walk:
@@ -269,12 +289,24 @@ _CHUNK: Final = "chat.completion.chunk"
 _DELTA_OUTPUT: Final = ("content", "tool_calls", "refusal", "function_call", "reasoning_content")
 
 
+def _own_fields(value: object) -> Mapping[str, object] | None:
+    if isinstance(value, Mapping):
+        return cast("Mapping[str, object]", value)
+    return cast("Mapping[str, object] | None", getattr(value, "__dict__", None))
+
+
 def _chunk_kind(choices: object) -> ItemKind:
     """OUTPUT when an OpenAI-style chunk's choices carry output, METADATA otherwise."""
     listed = cast("list[object] | tuple[object, ...]", choices)
     for choice in listed if isinstance(choices, list | tuple) else ():
         delta = _field(choice, "delta")
-        if delta is not None and any(_field(delta, name) for name in _DELTA_OUTPUT):
+        if delta is None:
+            continue
+        # A chunk streams by every few milliseconds: read the delta's fields in one go.
+        fields = _own_fields(delta)
+        if fields is None or getattr(delta, "__pydantic_extra__", None):
+            fields = {name: _field(delta, name) for name in _DELTA_OUTPUT}
+        if any(fields.get(name) for name in _DELTA_OUTPUT):
             return ItemKind.OUTPUT
     return ItemKind.METADATA
 

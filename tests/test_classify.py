@@ -876,3 +876,31 @@ def test_the_class_cache_of_kind_of_stays_bounded():
         assert ItemKind.OUTPUT == kind_of(type(f"Made{index}", (), {})())
 
     assert len(_classify._DICT_ONLY) < 4096
+
+
+def test_pydantic_fields_are_read_from_extras_and_properties():
+    """Fields of pydantic models are found in extras and in properties, as getattr would."""
+    import pydantic
+
+    from refresh_middleware.classify import DEFAULT_USAGE
+
+    class Loose(pydantic.BaseModel, extra="allow"):
+        pass
+
+    class Computed(pydantic.BaseModel):
+        @property
+        def usage(self):
+            return {"input_tokens": 5}
+
+    assert {"input_tokens": 3} == DEFAULT_USAGE.read(Loose(usage={"input_tokens": 3}))
+    assert {"input_tokens": 5} == DEFAULT_USAGE.read(Computed())
+    assert None is DEFAULT_USAGE.read(Loose())
+
+
+def test_chunk_deltas_with_extra_fields_and_choices_without_delta():
+    """A delta carrying output in an extra field commits; a choice with no delta does not."""
+    reasoning = openai_chunk([{"index": 0, "delta": {"reasoning_content": "thinking"}}])
+    no_delta = {"object": "chat.completion.chunk", "choices": [{"index": 0}]}
+
+    assert ItemKind.OUTPUT == kind_of(reasoning)
+    assert ItemKind.METADATA == kind_of(no_delta)
