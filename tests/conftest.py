@@ -120,6 +120,17 @@ def text(value: str) -> dict[str, str]:
 
 
 DONE = {"type": "done"}
+# The `message` of an anthropic `message_start` event, as the API sends it.
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "content": [],
+    "model": "claude",
+    "stop_reason": None,
+    "stop_sequence": None,
+    "usage": {"input_tokens": 10, "output_tokens": 1},
+}
 ERROR_401 = {"type": "error", "message": "status=401 Unauthorized"}
 
 

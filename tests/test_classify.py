@@ -18,6 +18,7 @@ from anthropic.types import (
     RawMessageStartEvent,
     RawMessageStopEvent,
 )
+from conftest import ANTHROPIC_MESSAGE
 from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
@@ -742,18 +743,6 @@ def test_hostile_mapping_is_output():
 def test_kind_of_never_raises(item):
     """Whatever it is given, `kind_of` answers with an `ItemKind`."""
     assert isinstance(kind_of(item), ItemKind)
-
-
-ANTHROPIC_MESSAGE = {
-    "id": "msg_1",
-    "type": "message",
-    "role": "assistant",
-    "content": [],
-    "model": "claude",
-    "stop_reason": None,
-    "stop_sequence": None,
-    "usage": {"input_tokens": 10, "output_tokens": 1},
-}
 
 
 @pytest.mark.parametrize(

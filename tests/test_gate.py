@@ -8,6 +8,7 @@ import types
 import anthropic
 import pytest
 from anthropic.types import RawMessageDeltaEvent, RawMessageStartEvent
+from conftest import ANTHROPIC_MESSAGE
 from hypothesis import given
 from hypothesis import strategies as st
 from openai.types import CompletionUsage
@@ -406,18 +407,6 @@ def test_plain_object_usage_is_carried():
     _, forwarded = gate.on_item(item)
     expected = (5, 7)
     assert expected == (item.usage.output_tokens, forwarded.usage.output_tokens)
-
-
-ANTHROPIC_MESSAGE = {
-    "id": "msg_1",
-    "type": "message",
-    "role": "assistant",
-    "content": [],
-    "model": "claude",
-    "stop_reason": None,
-    "stop_sequence": None,
-    "usage": {"input_tokens": 10, "output_tokens": 1},
-}
 
 
 def anthropic_start():
