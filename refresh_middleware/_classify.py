@@ -173,6 +173,45 @@ def _status_verdict(status: object) -> bool | None:
     return False if 400 <= status <= 599 else None
 
 
+def status_of(value: object) -> int | None:
+    """The HTTP status an error reports in its own fields, or None; never raises.
+
+    Reads `status_code`, `status`, `http_status` and `code` (as int or three-digit text) of an
+    object or mapping, then `response.status_code`. Unlike `is_unauthorized_error` it reads no
+    body, message or chained error: it is for opting further statuses in, such as a 403 that a
+    provider sends for an expired token.
+    """
+    try:
+        for holder in (value, _field(value, "response")):
+            if holder is None:
+                continue
+            for name in _STATUS_NAMES:
+                status = _field(holder, name)
+                if isinstance(status, str) and len(status) == 3 and status.isdecimal():
+                    status = int(status)
+                if isinstance(status, int) and not isinstance(status, bool):
+                    return status
+    except Exception:  # noqa: BLE001 - as is_unauthorized_error: a classifier never raises
+        return None
+    return None
+
+
+class StatusPredicate:
+    """`is_unauthorized` extended with more HTTP statuses; picklable, unlike a closure."""
+
+    __slots__ = ("base", "statuses")
+
+    def __init__(self, base: Callable[[object], bool], statuses: frozenset[int]) -> None:
+        self.base = base
+        self.statuses = statuses
+
+    def __call__(self, value: object) -> bool:
+        return self.base(value) or status_of(value) in self.statuses
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return StatusPredicate, (self.base, self.statuses)
+
+
 def _is_auth_code(code: object) -> bool:
     return isinstance(code, str) and code.strip().lower() in _AUTH_CODES
 

@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from ._calls import async_call, sync_call
-from ._classify import DEFAULT_USAGE, ItemKind, UsageAccounting, is_unauthorized_error, kind_of
+from ._classify import (
+    DEFAULT_USAGE,
+    ItemKind,
+    StatusPredicate,
+    UsageAccounting,
+    is_unauthorized_error,
+    kind_of,
+)
 from ._events import Event
 from ._flight import Flight, flight_of
 from ._proxy import InterceptingWrapper, RefreshingProxy, proxy_class
@@ -87,6 +94,18 @@ def _windows(value: object) -> tuple[float, float]:
         f"got {value!r}"
     )
     raise ValueError(msg)
+
+
+def _statuses(value: object) -> frozenset[int]:
+    items = (value,) if isinstance(value, int | str) else value
+    try:
+        found = frozenset(cast("Iterable[object]", items))
+    except TypeError:
+        found = frozenset({value})
+    if not all(isinstance(status, int) and 400 <= status <= 599 for status in found):
+        msg = f"statuses must be HTTP error statuses (400 to 599), got {value!r}"
+        raise ValueError(msg)
+    return cast("frozenset[int]", found)
 
 
 def _names(value: str | Iterable[object], option: str) -> tuple[str, ...]:
@@ -272,6 +291,7 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    statuses: Iterable[int] = ...,
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
@@ -290,6 +310,7 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    statuses: Iterable[int] = ...,
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
@@ -306,6 +327,7 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = ...,
     kind_of: Callable[[object], ItemKind] = ...,
     usage: UsageAccounting = ...,
+    statuses: Iterable[int] = ...,
     refresh_timeout: float | None = ...,
     cooldown: tuple[float, float] | None = ...,
     on_event: Callable[[Event], object] | None = ...,
@@ -323,6 +345,7 @@ def refresh_on_401(
     is_unauthorized: Callable[[object], bool] = is_unauthorized_error,
     kind_of: Callable[[object], ItemKind] = kind_of,
     usage: UsageAccounting = DEFAULT_USAGE,
+    statuses: Iterable[int] = (),
     refresh_timeout: float | None = 30.0,
     cooldown: tuple[float, float] | None = (1.0, 30.0),
     on_event: Callable[[Event], object] | None = None,
@@ -351,6 +374,9 @@ def refresh_on_401(
         is_unauthorized: Whether an exception or error value means "refresh and retry".
         kind_of: Classifies streamed items for the gate (see `classify.kind_of`).
         usage: Reads and adds token usage, so an abandoned attempt's usage is not lost.
+        statuses: More HTTP statuses that mean "credentials expired", for providers that answer
+            403 to an expired token: `statuses={403}`. Added to what `is_unauthorized`
+            recognises; by default only 401s are refreshed.
         refresh_timeout: Seconds a refresh may take before it is abandoned and the original 401
             surfaces (None: no limit). A sync refresh with a limit runs in a helper thread.
         cooldown: `(first, cap)` seconds during which new 401s after a failed refresh get that
@@ -402,9 +428,10 @@ def refresh_on_401(
     if not callable(clock):
         msg = f"clock must be callable, got {type(clock).__name__}"
         raise TypeError(msg)
+    extra = _statuses(statuses)
     options = Options(
         refresh=refresh,
-        is_unauthorized=is_unauthorized,
+        is_unauthorized=StatusPredicate(is_unauthorized, extra) if extra else is_unauthorized,
         kind_of=kind_of,
         usage=usage,
         calls=_names(calls, "calls"),

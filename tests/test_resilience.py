@@ -422,3 +422,83 @@ def test_sync_providers_send_the_same_events() -> None:
 
     assert SUCCESS == provider.chat("x")
     assert [RefreshStarted, RefreshSucceeded, CallRetried] == [type(event) for event in events]
+
+
+# --------------------------------------------------------------------------------------------------
+# statuses
+
+
+class Forbidden(Exception):
+    """A provider that answers an expired token with 403, as some gateways do."""
+
+    status_code = 403
+
+
+def expired_with_403(**options: Any) -> tuple[Script, Any]:
+    script = Script()
+
+    class Gateway(SyncProvider):
+        def chat(self, request: str) -> Any:
+            if self.key < 1:
+                raise Forbidden("403 Forbidden: token expired")
+            return SUCCESS
+
+    def rebuild(stale: Gateway) -> Gateway:
+        script.refreshes += 1
+        return Gateway(script, 1)
+
+    return script, refresh_on_401(Gateway(script), refresh=rebuild, **options)
+
+
+def test_a_403_is_not_refreshed_by_default() -> None:
+    """By default only 401s are refreshed: a 403 passes through."""
+    script, provider = expired_with_403()
+
+    with pytest.raises(Forbidden):
+        provider.chat("x")
+    assert 0 == script.refreshes
+
+
+@pytest.mark.parametrize("statuses", [{403}, [403, 418], 403])
+def test_statuses_opt_more_statuses_in(statuses: Any) -> None:
+    """statuses= adds HTTP statuses that mean expired credentials, for one wrapper."""
+    script, provider = expired_with_403(statuses=statuses)
+
+    assert (SUCCESS, 1) == (provider.chat("x"), script.refreshes)
+
+
+@pytest.mark.parametrize("statuses", [{200}, ["403"], {True}, object()])
+def test_statuses_must_be_http_error_statuses(statuses: Any) -> None:
+    """statuses takes HTTP error statuses, 400 to 599."""
+    with pytest.raises(ValueError, match="statuses must be HTTP error statuses"):
+        refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, statuses=statuses)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Forbidden(), 403),
+        ({"status": "403"}, 403),
+        (type("E", (), {"response": type("R", (), {"status_code": 429})()})(), 429),
+        ("403 Forbidden", None),
+        (type("Hostile", (), {"__getattr__": lambda self, name: 1 / 0})(), None),
+    ],
+    ids=["exception", "mapping", "response", "text", "hostile"],
+)
+def test_status_of_reads_structure_only_and_never_raises(value: object, expected: Any) -> None:
+    """status_of reads status fields and response.status_code, nothing else, and never raises."""
+    from refresh_middleware._classify import status_of
+
+    assert expected == status_of(value)
+
+
+def test_a_proxy_with_statuses_pickles() -> None:
+    """The statuses predicate pickles with the proxy when its parts do."""
+    import pickle
+
+    from test_proxy import Chatty, rebuild
+
+    provider = refresh_on_401(Chatty(Script()), refresh=rebuild, statuses={403})
+    restored = pickle.loads(pickle.dumps(provider))  # noqa: S301 - our own bytes
+
+    assert restored._self_options.is_unauthorized(Forbidden())
