@@ -507,6 +507,9 @@ class LoopbackLLMServer:
 
     async def _chat_completions_endpoint(self, request: Request) -> Response:
         self._count("chat_completions_requests")
+        # Read the body even when refusing: an unread body makes the HTTP/1.1 connection
+        # unusable, and a client reusing it from its pool would see the server hang up.
+        await request.body()
         refusal = self._refusal(_bearer(request))
         if refusal is not None:
             return self._unauthorized(
@@ -540,6 +543,7 @@ class LoopbackLLMServer:
 
     async def _messages_endpoint(self, request: Request) -> Response:
         self._count("messages_requests")
+        await request.body()  # as in _chat_completions_endpoint
         refusal = self._refusal(request.headers.get("x-api-key") or _bearer(request))
         if refusal is not None:
             return self._unauthorized(_anthropic_error(refusal, "authentication_error"))
