@@ -2,10 +2,11 @@
 
 Every provider holder (a proxy, or an instance of a decorated class) has one `Flight`. It counts
 credential *generations*: a caller remembers the generation its call used, and after a 401 asks
-the flight to refresh *that* generation. Inside the lock, a caller whose generation is already
-gone simply takes the fresh provider, so N callers failing together cause exactly one refresh.
-Callers queued behind a refresh that failed share its failure. A refresher that is cancelled
-releases the lock without a verdict, and the next waiter runs the refresh itself.
+the flight to refresh *that* generation. A caller whose generation is already gone simply takes
+the fresh provider, so N callers failing together cause exactly one refresh: one runs it, the
+others wait for its end (on a per-loop event, or a thread lock) and then look again. Callers
+queued behind a refresh that failed share its failure. A refresher that is cancelled ends
+without a verdict, and the first waiter to look again runs the refresh itself.
 
 After a failure the flight cools down: for a short, doubling, capped delay new 401s get the
 failure at once instead of hammering an auth server that is down. The first success clears it.
@@ -97,7 +98,7 @@ def now() -> tuple[object, float]:
 
 
 class Flight:
-    """The generation counter, refresh lock and failure memory of one provider holder.
+    """The generation counter, refresh in progress and failure memory of one provider holder.
 
     `state` is `(generation, provider)`, replaced as one tuple so a thread never pairs a
     generation with another generation's provider. In class mode the provider slot holds None:
@@ -144,7 +145,7 @@ class Flight:
     def _ask(self, generation: int) -> int:
         """Count one more caller for `generation`; returns the failure count it saw.
 
-        Called before waiting for the lock: a failure that happens while we wait is shared.
+        Called before waiting: a failure that happens while we wait is shared.
         """
         with _ASKING:
             asked_for, count = self._asking

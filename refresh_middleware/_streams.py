@@ -6,10 +6,14 @@ opened:
 
 - an async generator method: the user gets `gated_async(...)`, which opens on first `__anext__`;
 - a coroutine method resolving to a stream: the user awaits `open_then_gate(...)`, which opens
-  the first attempt (a 401 at the `await` is retried there) and returns the gated generator;
+  the first attempt (a 401 at the `await` is retried there);
 - a plain method returning an async context manager (as `anthropic`'s `messages.stream()`): the
   user enters a `GatedStreamManager`, whose `__aenter__` opens the first attempt;
 - a plain method returning an (async) iterator, and a sync generator method.
+
+Where the method hands back a stream *object* (the awaitable, manager and returned-iterator
+shapes), the user gets a `GatedStreamView` of it: iteration goes through the gate, every other
+attribute reaches the SDK object of the current attempt.
 
 Abandoned inner streams are closed before a retry and when the consumer stops, in `finally`,
 under a shielded scope with a time bound: trio finalizes forgotten async generators inside a
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import sniffio
 import wrapt
@@ -31,7 +35,6 @@ from ._classify import GateAction, ItemKind, StreamGate
 from ._events import logger
 from ._flight import attach_refresh_failure
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
 
