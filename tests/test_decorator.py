@@ -245,3 +245,12 @@ def test_specs_shared_between_proxies_stay_bounded() -> None:
 
     assert first._self_core[0] is second._self_core[0]
     assert len(_decorator._instance_specs) <= 256
+
+
+def test_the_test_kit_lists_the_server_names_it_imports_lazily() -> None:
+    """refresh_middleware.testing names the server's exports without importing the server."""
+    import refresh_middleware.testing
+    from refresh_middleware.testing import _server
+
+    assert set(_server.__all__) == refresh_middleware.testing._SERVER_NAMES
+    assert set(_server.__all__) <= set(refresh_middleware.testing.__all__)
