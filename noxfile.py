@@ -52,10 +52,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0], tags=["check"])
 def lint(session: nox.Session) -> None:
-    """Ruff, for lint and format."""
+    """Ruff, for lint and format; the generated sync drivers match their async source."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("python", "tools/unasync.py", "--check")
 
 
 @nox.session(python=PYTHONS[0], tags=["check"])

@@ -1,83 +1,249 @@
-"""Single-flight refresh: one refresh per credential generation, whoever asks and however.
+"""Single flight: one refresh per credential generation, for the whole process.
 
-Every provider holder (a proxy, or an instance of a decorated class) has one `Flight`. It counts
-credential *generations*: a caller remembers the generation its call used, and after a 401 asks
-the flight to refresh *that* generation. A caller whose generation is already gone simply takes
-the fresh provider, so N callers failing together cause exactly one refresh: one runs it, the
-others wait for its end (on a per-loop event, or a thread lock) and then look again. Callers
-queued behind a refresh that failed share its failure. A refresher that is cancelled ends
-without a verdict, and the first waiter to look again runs the refresh itself.
+A `Flight` counts credential *generations*. A caller remembers the generation its request used
+and, after a 401, asks the flight to refresh *that* generation. A caller whose generation is
+already gone takes the current value without refreshing, so N callers failing together cause
+one refresh: the first to ask runs it and the others wait for its end, then look again.
 
-After a failure the flight cools down: for a short, doubling, capped delay new 401s get the
-failure at once instead of hammering an auth server that is down. The first success clears it.
+The waiting works across everything a process may run at once: tasks of one trio run, of
+several trio runs and asyncio loops in different threads, and plain threads. A refresh in
+progress is a process-wide record guarded by a `threading.Lock` (held for nanoseconds, never
+across an await), and its end is a `Signal` that each event loop waits for on an event of its
+own, woken through its own loop; threads wait on a `threading.Event`. No loop is ever blocked.
+
+- Callers queued behind a refresh that fails share its failure instead of running it again.
+- A refresher that is cancelled (or interrupted) ends without a verdict: the first waiter to
+  look again runs the refresh itself, so nobody is stranded.
+- After a failure the flight cools down: for a short, doubling, capped delay, new refreshes of
+  the same generation get a `RefreshCooldownError` at once instead of hammering an auth server
+  that is down. The first success clears it.
+- A refresh that calls the provider it refreshes (and meets a 401 there) gets a
+  `ReentrantRefreshError` at once instead of waiting for itself.
+- A process forked at any moment (even while a thread of the parent held the lock or ran a
+  refresh) starts with a working flight.
 """
 
 from __future__ import annotations
 
 import contextvars
-import inspect
-import sys
+import os
 import threading
 import time
-import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
 
 import sniffio
 
-from ._events import (
-    RefreshCooldownError,
-    RefreshError,
-    RefreshFailed,
-    RefreshStarted,
-    RefreshSucceeded,
-    RefreshTimedOut,
-    RefreshTimeoutError,
-    describe,
-    emit,
-    logger,
-)
+from ._events import RefreshCooldownError, RefreshError
 
 if TYPE_CHECKING:
-    from ._spec import MethodSpec, Options
+    from collections.abc import Hashable
 
 __all__ = [
+    "Current",
     "Flight",
-    "RefreshOutcome",
-    "attach_refresh_failure",
-    "check_replacement",
-    "flight_of",
+    "Outcome",
+    "ReentrantRefreshError",
+    "Signal",
+    "call_in_thread_async",
+    "call_in_thread_sync",
+    "library",
     "now",
-    "skipped_because",
 ]
 
-# Guards the tiny read-modify-write of Flight._asking; shared, as it is held for nanoseconds.
-_ASKING = threading.Lock()
-
-# (fresh provider, None) on success, (None, the error to attach to the 401) on failure.
-RefreshOutcome = tuple[Any, Exception | None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def check_replacement(
-    stale: object, result: object, *, in_place: bool, names: tuple[str, ...]
-) -> Any:
-    """The provider to use after `refresh(stale)` returned `result`, or a TypeError to raise."""
-    if result is None or result is stale:
-        return stale
-    if in_place:
-        msg = (
-            f"refresh returned a {type(result).__name__}; a decorated class is refreshed in "
-            "place, so refresh must update the instance it is given and return None"
-        )
-        raise TypeError(msg)
-    missing = [name for name in names if not callable(getattr(result, name, None))]
-    if missing:
-        msg = (
-            f"refresh returned a {type(result).__name__}, which has no {', '.join(missing)}; "
-            "return a replacement provider, or None after refreshing the stale one in place"
-        )
-        raise TypeError(msg)
-    return result
+class ReentrantRefreshError(RefreshError):
+    """A refresh called the provider it is refreshing, and that call met a 401 too.
+
+    Waiting for the refresh in progress would wait for itself; the inner call's 401 is not
+    retried, and the refresh decides what to make of it.
+    """
+
+
+class Current(NamedTuple, Generic[T]):
+    """What a caller starts on: the credential generation and the value that holds it."""
+
+    generation: int
+    value: T
+
+
+class Outcome(NamedTuple, Generic[T]):
+    """What a refresh gave every caller that asked for it: a fresh value, or an error."""
+
+    value: T | None
+    error: Exception | None
+
+
+# --------------------------------------------------------------------------------------------------
+# waiting across event loops and threads
+
+_THREADS: Final = "threads"
+"""The waiting place of plain threads in a `Signal`; event loops are keyed by themselves."""
+
+
+class _Waiters(NamedTuple):
+    """The waiters of one event loop (or of all plain threads) on one `Signal`."""
+
+    event: Any
+    """A trio.Event, an asyncio.Event or a threading.Event, each waited on in its own world."""
+    thread: int
+    """The thread the loop runs in: a `set()` from that thread wakes the event directly."""
+    post: Callable[[Callable[[], object]], object]
+    """How another thread schedules a callback in that loop (`run_sync_soon`, ...)."""
+
+
+def library() -> str:
+    """The async library running this task: "trio" or "asyncio"; anything else is refused."""
+    name = sniffio.current_async_library()
+    if name not in {"trio", "asyncio"}:
+        msg = f"refresh_middleware supports trio and asyncio, not {name}"
+        raise RuntimeError(msg)
+    return name
+
+
+def _loop() -> tuple[Hashable, Callable[[], Any], Callable[[Callable[[], object]], object]]:
+    """The running event loop: its key, how to make an event in it, how to wake it."""
+    if library() == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        token = trio.lowlevel.current_trio_token()
+        return token, trio.Event, token.run_sync_soon
+    import asyncio  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    return loop, asyncio.Event, loop.call_soon_threadsafe
+
+
+class Signal:
+    """A one-shot event that tasks of any trio run or asyncio loop, and threads, can wait for.
+
+    All the waiters of one loop share one event of that loop, so setting the signal wakes each
+    loop once (its waiters then run in one scheduler batch), not each waiter.
+    """
+
+    __slots__ = ("_is_set", "_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._is_set = False
+        self._waiters: dict[Hashable, _Waiters] = {}
+
+    def is_set(self) -> bool:
+        """True once `set` was called."""
+        return self._is_set
+
+    def set(self) -> None:
+        """Wake every waiter, in every loop and thread; later waits return at once."""
+        with self._lock:
+            if self._is_set:
+                return
+            self._is_set = True
+            waiters, self._waiters = self._waiters, {}
+        here = threading.get_ident()
+        for each in waiters.values():
+            if each.thread == here:
+                each.event.set()
+                continue
+            try:
+                each.post(each.event.set)
+            except RuntimeError:  # that loop has closed since: nobody is left to wake there
+                continue
+
+    def _waiters_here(
+        self, key: Hashable, make: Callable[[], Any], post: Callable[[Callable[[], object]], object]
+    ) -> Any:
+        """The event this loop (or the threads) waits on, or None when the signal is set."""
+        with self._lock:
+            if self._is_set:
+                return None
+            waiters = self._waiters.get(key)
+            if waiters is None:
+                waiters = self._waiters[key] = _Waiters(make(), threading.get_ident(), post)
+            return waiters.event
+
+    async def wait_async(self) -> None:
+        """Wait in the running event loop, without blocking it."""
+        event = self._waiters_here(*_loop())
+        if event is not None:
+            await event.wait()
+
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        """Wait in this thread; False when `timeout` seconds passed first."""
+        event = self._waiters_here(_THREADS, threading.Event, _call_now)
+        return event is None or bool(event.wait(timeout))
+
+
+def _call_now(callback: Callable[[], object]) -> None:
+    callback()
+
+
+# --------------------------------------------------------------------------------------------------
+# running a plain function without blocking the caller
+
+
+class _Result(NamedTuple, Generic[R]):
+    value: R | None
+    error: BaseException | None
+
+
+def _start_thread(function: Callable[[], R], done: Signal) -> list[_Result[R]]:
+    """Run `function` in a daemon thread with the caller's context; its result lands in a box.
+
+    The thread may be abandoned (a timeout, a cancelled caller): being a daemon, it never keeps
+    the process alive. Whatever it raises, `KeyboardInterrupt` and `SystemExit` included, is
+    handed to the caller to raise as itself.
+    """
+    box: list[_Result[R]] = []
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            box.append(_Result(context.run(function), None))
+        except BaseException as error:  # noqa: BLE001 - handed over, to be raised by the caller
+            box.append(_Result(None, error))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="refresh_middleware refresh", daemon=True).start()
+    return box
+
+
+def _unbox(box: list[_Result[R]]) -> R:
+    result = box[0]
+    if result.error is not None:
+        raise result.error
+    return result.value  # type: ignore[return-value]
+
+
+async def call_in_thread_async(function: Callable[[], R]) -> R:
+    """Run a plain function in a worker thread while the event loop serves other tasks.
+
+    Cancelling the caller abandons the thread, so a timeout around this bounds it.
+    """
+    done = Signal()
+    box = _start_thread(function, done)
+    await done.wait_async()
+    return _unbox(box)
+
+
+def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
+    """Run a plain function in a worker thread, waiting for it at most `timeout` seconds.
+
+    A thread cannot be interrupted: one that overruns is abandoned and `TimeoutError` raised.
+    """
+    done = Signal()
+    box = _start_thread(function, done)
+    if not done.wait_sync(timeout):
+        raise TimeoutError
+    return _unbox(box)
+
+
+# --------------------------------------------------------------------------------------------------
+# clocks
 
 
 def now() -> tuple[object, float]:
@@ -91,355 +257,251 @@ def now() -> tuple[object, float]:
     except sniffio.AsyncLibraryNotFoundError:
         library = None
     if library == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
+        import trio  # noqa: PLC0415
 
         return trio.lowlevel.current_trio_token(), trio.current_time()
     return time.monotonic, time.monotonic()
 
 
-class Flight:
-    """The generation counter, refresh in progress and failure memory of one provider holder.
+# --------------------------------------------------------------------------------------------------
+# the flight
 
-    `state` is `(generation, provider)`, replaced as one tuple so a thread never pairs a
-    generation with another generation's provider. In class mode the provider slot holds None:
-    the instance is the provider, refreshed in place.
+_fork_epoch = 0
+"""Bumped in a forked child: a flight made before the fork starts afresh there."""
+
+
+def _after_fork_in_child() -> None:
+    global _fork_epoch  # noqa: PLW0603 - one counter for the whole process, by design
+    _fork_epoch += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_refreshing: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "refresh_middleware_refreshing", default=frozenset()
+)
+"""The flights (by id) whose refresh the current context is running."""
+
+
+class _Running(NamedTuple):
+    """A refresh in progress: the generation it refreshes, and the signal of its end."""
+
+    generation: int
+    done: Signal
+
+
+class _Cooldown(NamedTuple):
+    """After a failed refresh: the clock it failed on, when, and how long new ones wait."""
+
+    clock: object
+    failed_at: float
+    delay: float
+
+
+class _Failures(NamedTuple):
+    """How many refreshes failed so far, and the latest failure (shared with its waiters)."""
+
+    seen: int
+    latest: Exception | None
+
+
+def _forget_frames(error: BaseException) -> None:
+    """Clear the local variables of a stored error's finished frames, and of its chain.
+
+    A failure is kept to be shared, and its traceback holds the frames of the refresh, with
+    the stale provider in their locals: kept whole, the error would keep that provider alive.
+    Line numbers stay, so the traceback still says where it failed.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        each = pending.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        traceback.clear_frames(each.__traceback__)
+        pending += (each.__cause__, each.__context__)
+
+
+class Flight(Generic[T]):
+    """The generation counter, refresh in progress and failure memory of one credential.
+
+    `current` is a `Current(generation, value)`, replaced as one tuple so a thread never pairs a
+    generation with another generation's value. Reading it takes no lock: the path of a call
+    that meets no 401 never waits on anything.
     """
 
     __slots__ = (
         "__weakref__",
-        "_asking",
+        "_asked",
         "_cooldown",
-        "_failure",
+        "_epoch",
+        "_failures",
+        "_lock",
         "_running",
-        "_thread_lock",
-        "state",
+        "cooldown",
+        "current",
+        "memo",
     )
 
-    def __init__(self, provider: object) -> None:
-        self.state: tuple[int, Any] = (0, provider)
-        # (number of failed refreshes so far, the latest failure)
-        self._failure: tuple[int, Exception | None] = (0, None)
-        # (clock, when the last refresh failed, how long to wait after it)
-        self._cooldown: tuple[object, float, float] | None = None
-        # (generation, how many callers asked to refresh it)
-        self._asking = (0, 0)
-        self._thread_lock: threading.Lock | None = None  # made on the first sync refresh
-        # The refresh in progress in each event loop, by loop; empty between refreshes.
-        self._running: dict[object, Any] = {}
+    def __init__(self, value: T, *, cooldown: tuple[float, float] | None = None) -> None:
+        self.current: Current[T] = Current(0, value)
+        self.cooldown = cooldown
+        """`(first, cap)` seconds: how long new refreshes wait after a failed one, or None."""
+        self.memo: object = None
+        """A place for the policy above this layer to remember something about a generation."""
+        self._lock = threading.Lock()
+        self._epoch = _fork_epoch
+        self._running: _Running | None = None
+        self._failures = _Failures(0, None)
+        self._cooldown: _Cooldown | None = None
+        self._asked = (0, 0)  # (generation, how many callers asked to refresh it)
 
-    def current(self, holder: object) -> tuple[int, Any]:
-        """The generation and provider a call starts on (the holder itself in class mode)."""
-        generation, provider = self.state
-        return generation, holder if provider is None else provider
+    def busy(self) -> bool:
+        """True while a refresh is in progress, in any task, loop or thread."""
+        return self._running is not None
 
-    def busy_async(self) -> bool:
-        """True while a task of this event loop is refreshing."""
-        return _event_loop()[0] in self._running
+    def asked(self, generation: int) -> int:
+        """How many callers asked to refresh `generation` so far."""
+        asked_for, count = self._asked
+        return count if asked_for == generation else 0
 
-    def busy_sync(self) -> bool:
-        """True while a thread is refreshing."""
-        return self._thread_lock is not None and self._thread_lock.locked()
+    async def refresh_async(
+        self, generation: int, run: Callable[[], Awaitable[T]], *, urgent: bool = False
+    ) -> Outcome[T]:
+        """Refresh `generation` once, however many callers ask; returns what they all share.
 
-    # -- bookkeeping shared by both forms --------------------------------------------------------
+        `run` produces the fresh value; it runs in this task, in at most one caller at a time.
+        `urgent` (credentials about to lapse) caps the cooldown at its first delay, so a
+        recovered auth server is noticed quickly while a down one still sees few attempts.
+        """
+        failures_seen = self._ask(generation)
+        while True:
+            claim = self._claim(generation, failures_seen, urgent=urgent)
+            if isinstance(claim, Signal):
+                await claim.wait_async()
+                continue
+            if isinstance(claim, Outcome):
+                return claim
+            token = _refreshing.set(_refreshing.get() | {id(self)})
+            try:
+                try:
+                    fresh = await run()
+                except Exception as error:  # noqa: BLE001 - shared with every waiter
+                    return self._failed(error)
+                return self._succeeded(generation, fresh)
+            finally:
+                _refreshing.reset(token)
+                self._release(claim)
+
+    def refresh_sync(
+        self, generation: int, run: Callable[[], T], *, urgent: bool = False
+    ) -> Outcome[T]:
+        """The thread form of `refresh_async`: waiting blocks this thread, and only this thread."""
+        failures_seen = self._ask(generation)
+        while True:
+            claim = self._claim(generation, failures_seen, urgent=urgent)
+            if isinstance(claim, Signal):
+                claim.wait_sync()
+                continue
+            if isinstance(claim, Outcome):
+                return claim
+            token = _refreshing.set(_refreshing.get() | {id(self)})
+            try:
+                try:
+                    fresh = run()
+                except Exception as error:  # noqa: BLE001 - shared with every waiter
+                    return self._failed(error)
+                return self._succeeded(generation, fresh)
+            finally:
+                _refreshing.reset(token)
+                self._release(claim)
+
+    # -- the steps both forms share ------------------------------------------------------------
 
     def _ask(self, generation: int) -> int:
         """Count one more caller for `generation`; returns the failure count it saw.
 
-        Called before waiting: a failure that happens while we wait is shared.
+        Taken before waiting, so a failure that happens while the caller waits is shared.
         """
-        with _ASKING:
-            asked_for, count = self._asking
-            self._asking = (generation, count + 1 if asked_for == generation else 1)
-        return self._failure[0]
+        if self._epoch != _fork_epoch:
+            self._after_fork()
+        with self._lock:
+            asked_for, count = self._asked
+            self._asked = (generation, count + 1 if asked_for == generation else 1)
+            return self._failures.seen
 
-    def _settled(
-        self, generation: int, failures_seen: int, holder: object, spec: MethodSpec, trigger: str
-    ) -> RefreshOutcome | None:
-        """What a caller gets without refreshing, or None when it must refresh itself.
+    def _after_fork(self) -> None:
+        # Only the forking thread lives on in the child: a lock another thread held, or a
+        # refresh it ran, would never be released there.
+        self._lock = threading.Lock()
+        self._running = None
+        self._epoch = _fork_epoch
 
-        Credentials in the mandatory window are about to lapse: there the cooldown is never
-        longer than its first delay, so a recovered auth server is noticed within a second or
-        so, while a down one still sees at most one attempt per delay.
-        """
-        current, provider = self.state
-        if current != generation:
-            return (holder if provider is None else provider), None
-        count, error = self._failure
-        if count != failures_seen:
-            return None, error
-        if self._cooldown is not None:
-            clock, failed_at, delay = self._cooldown
-            if trigger == "mandatory" and spec.options.cooldown is not None:
-                delay = min(delay, spec.options.cooldown[0])
-            until = failed_at + delay
-            here, moment = now()
-            if clock is here and moment < until:
-                return None, RefreshCooldownError(
-                    "the last refresh failed moments ago, and the next is not tried for "
-                    f"another {until - moment:.3g} s (cooldown)"
-                )
-        return None
+    def _claim(
+        self, generation: int, failures_seen: int, *, urgent: bool
+    ) -> Outcome[T] | Signal | _Running:
+        """The caller's next step: an outcome to take, a signal to wait for, or a refresh to run."""
+        with self._lock:
+            current = self.current
+            if current.generation != generation:
+                return Outcome(current.value, None)
+            failures = self._failures
+            if failures.seen != failures_seen:
+                return Outcome(None, failures.latest)
+            running = self._running
+            if running is not None:
+                if id(self) in _refreshing.get():
+                    return Outcome(None, _reentrant())
+                return running.done
+            cooling = self._cooling(urgent=urgent)
+            if cooling is not None:
+                return Outcome(None, cooling)
+            self._running = _Running(generation, Signal())
+            return self._running
 
-    def _shared_by(self, generation: int) -> int:
-        asked_for, count = self._asking
-        return count if asked_for == generation else 0
-
-    def _finish(
-        self,
-        generation: int,
-        stale: object,
-        fresh: object,
-        install: Callable[[Any], None] | None,
-        spec: MethodSpec,
-        started: float,
-    ) -> None:
-        in_place = self.state[1] is None
-        self.state = (generation + 1, None if in_place else fresh)
-        self._cooldown = None
-        if install is not None and fresh is not stale:
-            install(fresh)
-        duration = now()[1] - started
-        logger.info(
-            "refresh_middleware: %s credentials refreshed in %.3f s (generation %d)",
-            type(stale).__name__,
-            duration,
-            generation + 1,
-        )
-        emit(
-            spec.options.on_event,
-            RefreshSucceeded(
-                type(stale).__name__, generation, duration, self._shared_by(generation)
-            ),
-        )
-
-    def _fail(
-        self, error: Exception, generation: int, stale: object, spec: MethodSpec, started: float
-    ) -> RefreshOutcome:
-        count, _ = self._failure
-        self._failure = (count + 1, error)
+    def _cooling(self, *, urgent: bool) -> RefreshCooldownError | None:
+        cooldown = self._cooldown
+        if cooldown is None:
+            return None
+        delay = cooldown.delay
+        if urgent and self.cooldown is not None:
+            delay = min(delay, self.cooldown[0])
         clock, moment = now()
-        duration = moment - started
-        cooldown = spec.options.cooldown
-        if cooldown is not None:
-            first, cap = cooldown
-            delay = first if self._cooldown is None else min(cap, self._cooldown[2] * 2)
-            self._cooldown = (clock, moment, delay)
-        name, shared_by = type(stale).__name__, self._shared_by(generation)
-        if isinstance(error, RefreshTimeoutError):
-            timeout = spec.options.refresh_timeout or 0.0
-            event: Any = RefreshTimedOut(name, generation, duration, shared_by, timeout)
-        else:
-            event = RefreshFailed(name, generation, duration, shared_by, describe(error))
-        logger.warning(
-            "refresh_middleware: refreshing %s credentials failed after %.3f s (%s)",
-            name,
-            duration,
-            describe(error) if isinstance(error, RefreshError) else type(error).__name__,
+        until = cooldown.failed_at + delay
+        if clock is not cooldown.clock or moment >= until:
+            return None
+        return RefreshCooldownError(
+            "the last refresh failed moments ago, and the next is not tried for "
+            f"another {until - moment:.3g} s (cooldown)"
         )
-        emit(spec.options.on_event, event)
-        return None, error
 
-    # -- the refresh itself ----------------------------------------------------------------------
+    def _succeeded(self, generation: int, fresh: T) -> Outcome[T]:
+        with self._lock:
+            self.current = Current(generation + 1, fresh)
+            self._cooldown = None
+        return Outcome(fresh, None)
 
-    async def refresh_async(
-        self,
-        generation: int,
-        stale: object,
-        spec: MethodSpec,
-        install: Callable[[Any], None] | None,
-        trigger: str = "401",
-    ) -> RefreshOutcome:
-        """Refresh `generation` once, however many tasks ask; returns the outcome they share.
+    def _failed(self, error: Exception) -> Outcome[T]:
+        _forget_frames(error)
+        with self._lock:
+            self._failures = _Failures(self._failures.seen + 1, error)
+            if self.cooldown is not None:
+                first, cap = self.cooldown
+                previous = self._cooldown
+                delay = first if previous is None else min(cap, previous.delay * 2)
+                self._cooldown = _Cooldown(*now(), delay)
+        return Outcome(None, error)
 
-        `trigger` says why, for the event: a "401", or the "advisory" or "mandatory" window of
-        a proactive refresh.
-        """
-        failures_seen = self._ask(generation)
-        loop, new_event = _event_loop()
-        while True:
-            settled = self._settled(generation, failures_seen, stale, spec, trigger)
-            if settled is not None:
-                return settled
-            running = self._running.get(loop)
-            if running is None:
-                break
-            # Every waiter wakes in the same scheduler batch when the refresh ends (a lock would
-            # hand over one waiter at a time), then looks again: the usual answer is settled.
-            # When the refresher was cancelled nothing is settled, and one waiter takes over.
-            await running.wait()
-        done = self._running[loop] = new_event()
-        try:
-            options = spec.options
-            started = now()[1]
-            if options.on_event is not None:
-                emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
-            try:
-                result = await _bounded(options, stale)
-                fresh = spec.check(stale, result)
-            except Exception as error:  # noqa: BLE001 - any refresh failure surfaces the 401
-                return self._fail(error, generation, stale, spec, started)
-            self._finish(generation, stale, fresh, install, spec, started)
-            return fresh, None
-        finally:
-            del self._running[loop]
-            done.set()
-
-    def refresh_sync(
-        self,
-        generation: int,
-        stale: object,
-        spec: MethodSpec,
-        install: Callable[[Any], None] | None,
-        trigger: str = "401",
-    ) -> RefreshOutcome:
-        """The thread form of `refresh_async`, for synchronous providers."""
-        failures_seen = self._ask(generation)
-        if self._thread_lock is None:
-            with _ASKING:  # racing threads must end up with one lock
-                self._thread_lock = self._thread_lock or threading.Lock()
-        with self._thread_lock:
-            settled = self._settled(generation, failures_seen, stale, spec, trigger)
-            if settled is not None:
-                return settled
-            options = spec.options
-            started = now()[1]
-            if options.on_event is not None:
-                emit(options.on_event, RefreshStarted(type(stale).__name__, generation, trigger))
-            try:
-                result = _bounded_sync(options, stale)
-                if inspect.isawaitable(result):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()  # a never-awaited coroutine would warn at collection
-                    msg = (
-                        "refresh returned an awaitable, but a synchronous provider cannot await it"
-                    )
-                    raise TypeError(msg)
-                fresh = spec.check(stale, result)
-            except Exception as error:  # noqa: BLE001 - any refresh failure surfaces the 401
-                return self._fail(error, generation, stale, spec, started)
-            self._finish(generation, stale, fresh, install, spec, started)
-            return fresh, None
+    def _release(self, claim: _Running) -> None:
+        with self._lock:
+            if self._running is claim:
+                self._running = None
+        claim.done.set()
 
 
-class _Flights:
-    """The flight of each instance of a decorated class, kept beside it rather than on it.
-
-    Nothing is stored on the instance, so `__slots__`, `__eq__` without `__hash__`, copies and
-    pickles all keep working. Entries are dropped when their instance is collected.
-    """
-
-    def __init__(self) -> None:
-        self.by_id: dict[int, tuple[weakref.ref[Any], Flight]] = {}
-
-    def of(self, instance: object) -> Flight:
-        entry = self.by_id.get(id(instance))
-        if entry is None:
-            # setdefault is atomic, so racing threads agree on one flight. An id is reused only
-            # after its object died, and the weak reference's callback has removed it by then.
-            by_id, key = self.by_id, id(instance)
-            ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
-            entry = by_id.setdefault(key, (ref, Flight(None)))
-        return entry[1]
-
-
-flights: Final = _Flights()
-flight_of: Final = flights.of
-
-
-def _event_loop() -> tuple[object, Callable[[], Any]]:
-    """The running event loop, and how to make an event in it.
-
-    A trio.Event does not work under asyncio and an asyncio.Event belongs to one loop, so a
-    refresh in progress is recorded per loop: keyed by the trio run's token or the asyncio loop.
-    """
-    library = sniffio.current_async_library()
-    if library == "trio" or library == "asyncio":  # noqa: PLR1714 - cheaper than a set here
-        # The running library is imported already; this is every 401's path, so no import.
-        module = sys.modules[library]
-        if library == "trio":
-            return module.lowlevel.current_trio_token(), module.Event
-        return module.get_running_loop(), module.Event
-    msg = f"refresh_middleware supports trio and asyncio, not {library}"
-    raise RuntimeError(msg)
-
-
-def _timed_out(timeout: float) -> RefreshTimeoutError:
-    return RefreshTimeoutError(f"the refresh did not finish within {timeout:g} s")
-
-
-async def _bounded(options: Options, stale: object) -> Any:
-    """Run the refresh, awaiting it if it is async, within the refresh timeout."""
-    timeout = options.refresh_timeout
-    if timeout is None:
-        result = options.refresh(stale)
-        return await result if inspect.isawaitable(result) else result
-    if sniffio.current_async_library() == "trio":
-        import trio  # noqa: PLC0415
-
-        with trio.move_on_after(timeout):
-            result = options.refresh(stale)
-            return await result if inspect.isawaitable(result) else result
-        raise _timed_out(timeout)
-    import asyncio  # noqa: PLC0415
-
-    scope = asyncio.timeout(timeout)
-    try:
-        async with scope:
-            result = options.refresh(stale)
-            return await result if inspect.isawaitable(result) else result
-    except TimeoutError:
-        if scope.expired():
-            raise _timed_out(timeout) from None
-        raise
-
-
-def _bounded_sync(options: Options, stale: object) -> Any:
-    """Run a sync refresh within the refresh timeout.
-
-    A thread cannot be interrupted, so with a timeout the refresh runs in a helper thread (with
-    the caller's context variables) that is abandoned, not killed, when it overruns.
-    """
-    timeout = options.refresh_timeout
-    if timeout is None:
-        return options.refresh(stale)
-    outcome: list[tuple[bool, Any]] = []
-    done = threading.Event()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            outcome.append((True, context.run(options.refresh, stale)))
-        except Exception as error:  # noqa: BLE001 - handed to the waiting caller
-            outcome.append((False, error))
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="refresh_middleware refresh", daemon=True).start()
-    if not done.wait(timeout):
-        raise _timed_out(timeout)
-    succeeded, value = outcome[0]
-    if not succeeded:
-        raise value
-    return value
-
-
-def skipped_because(error: Exception) -> str:
-    """Why a 401 was not retried, in words safe for notes, logs and events."""
-    if isinstance(error, RefreshError):
-        return str(error)
-    return f"refreshing credentials failed with {type(error).__name__}"
-
-
-def attach_refresh_failure(original: BaseException, error: Exception) -> None:
-    """Attach a failed refresh to the 401 it was meant to fix, leaving the 401 itself as it was.
-
-    The refresh error becomes the 401's `__context__` (reachable, and shown by tracebacks) and a
-    PEP 678 note says what happened. Only the type of a foreign error is named: messages of auth
-    errors can carry secrets. Our own errors say what happened in their message.
-    """
-    original.add_note(f"refresh_middleware: this 401 was not retried: {skipped_because(error)}")
-    # SDK errors are often raised `from None`: their context is hidden, so taking it over loses
-    # nothing. A visible context of their own is left alone; the note still tells.
-    if original.__context__ is None or original.__suppress_context__:
-        original.__context__ = error
+def _reentrant() -> ReentrantRefreshError:
+    return ReentrantRefreshError(
+        "this call was made by the refresh of the same credentials and met a 401 too; it is "
+        "not retried, since the refresh it would wait for is the one that made it"
+    )

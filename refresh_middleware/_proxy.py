@@ -1,174 +1,298 @@
-"""The wrapt proxy for instances: it *is* the provider, except that its intercepted methods refresh.
+"""Instance mode: a wrapt proxy that *is* the provider, except that its intercepted methods refresh.
 
 For each provider class and set of intercepted names there is one generated proxy class. Its
-call methods are plain functions (made by `_calls.async_call` / `sync_call`, dressed with
-`functools.wraps`), since they sit on every request; its stream methods are
-`wrapt.FunctionWrapper`s around the provider class's own functions, so `inspect` sees an async
-generator function where the provider has one. Either way the provider's function is only there
-for introspection: the call goes to the method of whichever provider is current, so a swapped-in
-replacement is used at once.
+intercepted methods are `wrapt.FunctionWrapper`s around the provider class's own functions, so
+`inspect` sees what the provider has (a coroutine function, an async generator function, a
+plain function) and the signature is the provider's. The function is only there to be seen:
+a call goes to the method of whichever provider is current, so a swapped-in replacement is used
+at once. A dotted name (`"chat.completions.create"`) is reached through `PathProxy`s, nested
+proxies over the provider's attributes (`client.chat`, `client.chat.completions`), and is
+looked up from the current provider at each call too.
 
-Per-proxy state lives in a `_self_core` slot, which wrapt keeps on the proxy instead of
-forwarding.
+Per-proxy state lives in the `_self_core` slot, which wrapt keeps on the proxy instead of
+forwarding. Proxy classes are cached in the provider class's own namespace, so a class made at
+run time and dropped is collected with its proxy classes.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import pickle
 import types
-import weakref
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import wrapt
 
-from ._calls import async_call, sync_call
+from ._calls import call_coroutine, call_plain
 from ._flight import Flight
-from ._spec import Driver
+from ._retry import Call
+from ._spec import Method, Options, Shape, check_methods, reach
+from ._streams import stream_async_generator, stream_coroutine, stream_generator, stream_plain
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
-    from ._spec import MethodSpec, Options
+__all__ = ["InterceptingWrapper", "RefreshingProxy", "entry_for", "wrap_instance"]
 
-__all__ = ["InterceptingWrapper", "RefreshingProxy", "proxy_class"]
+_ENTRIES: Mapping[tuple[Shape, bool], Callable[[Call], Any]] = {
+    (Shape.COROUTINE, False): call_coroutine,
+    (Shape.ASYNC_GENERATOR, False): call_plain,
+    (Shape.GENERATOR, False): call_plain,
+    (Shape.PLAIN, False): call_plain,
+    (Shape.COROUTINE, True): stream_coroutine,
+    (Shape.ASYNC_GENERATOR, True): stream_async_generator,
+    (Shape.GENERATOR, True): stream_generator,
+    (Shape.PLAIN, True): stream_plain,
+}
+
+
+def entry_for(method: Method) -> Callable[[Call], Any]:
+    """The driver of an intercepted method, by the shape of its original and its kind."""
+    return _ENTRIES[method.shape, method.stream]
 
 
 class InterceptingWrapper(wrapt.FunctionWrapper[..., Any]):
     """A method wrapper of ours; lets the decorator refuse to stack a second refresher."""
 
 
+class Core(NamedTuple):
+    """What a proxy needs on every intercepted call: its methods, its flight, its options."""
+
+    methods: dict[str, Method]
+    flight: Flight[Any]
+    options: Options
+
+
 class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
     """Base of the generated proxy classes (see `proxy_class`)."""
 
-    # (specs by method name, flight): one slot, so the hot path reads the proxy once.
     __slots__ = ("_self_core",)
-    _self_names: ClassVar[tuple[str, ...]] = ()
+    _refreshing_proxy: ClassVar[bool] = True
+    """Marks our proxies by class: a refresh that returns one is unwrapped, never nested."""
 
-    def __init__(self, wrapped: object, specs: dict[str, MethodSpec]) -> None:
+    def __init__(self, wrapped: object, core: Core) -> None:
         super().__init__(wrapped)
-        self._self_core = (specs, Flight(wrapped))
-
-    @property
-    def _self_options(self) -> Options:
-        return next(iter(self._self_core[0].values())).options
+        self._self_core = core
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
 
     def __copy__(self) -> Any:
-        return type(self)(copy.copy(self.__wrapped__), self._self_core[0])
+        return wrap_instance(copy.copy(self.__wrapped__), self._self_core.options)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return type(self)(copy.deepcopy(self.__wrapped__, memo), self._self_core[0])
+        return wrap_instance(copy.deepcopy(self.__wrapped__, memo), self._self_core.options)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        options = self._self_options
-        for part in (options.refresh, options.is_unauthorized, options.kind_of, options.usage):
+        options = self._self_core.options
+        for field in ("refresh", "is_unauthorized", "kind_of", "usage", "on_event"):
+            part = getattr(options, field)
             try:
                 pickle.dumps(part, protocol)
             except Exception as error:
                 msg = (
-                    f"cannot pickle a refresh_on_401 proxy whose option {part!r} cannot be "
-                    "pickled; use a module-level function (not a lambda or closure)"
+                    f"cannot pickle a refresh_on_401 proxy whose {field} option ({part!r}) "
+                    "cannot be pickled; use a module-level function (not a lambda or closure)"
                 )
                 raise TypeError(msg) from error
-        return _restore, (self.__wrapped__, options)
+        return wrap_instance, (self.__wrapped__, options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
 
 
-# Reads the core slot through its descriptor: half the cost of `proxy._self_core`, which goes
-# through wrapt's attribute lookup. Every call through a proxy pays it once.
-_core_of = RefreshingProxy.__dict__["_self_core"].__get__
+class PathProxy(wrapt.BaseObjectProxy[Any]):
+    """A nested object of the provider (`client.chat.completions`) on the way to a method.
+
+    It is that object for every other purpose; its `_self_root` is the provider's proxy, where
+    the flight and the current provider are.
+    """
+
+    __slots__ = ("_self_root",)
+
+    def __init__(self, wrapped: object, root: RefreshingProxy) -> None:
+        super().__init__(wrapped)
+        self._self_root = root
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
 
 
-def _restore(wrapped: object, options: Options) -> Any:
-    from ._decorator import wrap_instance  # noqa: PLC0415 - the decorator imports this module
+def _root(holder: RefreshingProxy | PathProxy) -> RefreshingProxy:
+    if isinstance(holder, PathProxy):
+        return holder._self_root  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+    return holder
 
-    return wrap_instance(wrapped, options)
 
-
-def _dispatch(name: str) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]:
-    """The wrapt wrapper of one intercepted stream: hand the call to the stream's driver."""
+def _interceptor(name: str, entry: Callable[[Call], Any]) -> Any:
+    """The wrapt wrapper of one intercepted method: hand the call to its driver."""
 
     def wrapper(
         wrapped: object,  # noqa: ARG001 - the current provider's method is called instead
-        proxy: RefreshingProxy,
+        holder: RefreshingProxy | PathProxy,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        specs, flight = _core_of(proxy)
-        spec = specs[name]
-        return spec.entry(spec, flight, proxy, args, kwargs)
+        root = _root(holder)
+        core: Core = root._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+        return entry(Call(core.methods[name], core.flight, root, args, kwargs))
 
-    wrapper.__name__ = name
     return wrapper
 
 
-def _method(name: str, driver: Driver, function: Callable[..., Any]) -> Any:
-    """The proxy's method for `name`: a plain function for calls, a wrapt wrapper for streams.
-
-    Streams keep `wrapt.FunctionWrapper` so that `inspect.isasyncgenfunction` and friends see
-    the provider's function; calls are plain functions, as their fast path is every request.
-    """
-    if driver is Driver.CALL_ASYNC:
-        return async_call(name, function, None, _core_of)
-    if driver is Driver.CALL_SYNC:
-        return sync_call(name, function, None, _core_of)
-    return InterceptingWrapper(function, _dispatch(name))
-
-
 class _PerAccess:
-    """Fallback for a callable that is not a function of the provider's class.
+    """An intercepted callable that is not a function of the class: wrapped on each access.
 
-    Such a callable (an instance attribute, a callable object) has nothing for the proxy class
-    to wrap, so a method is made on each access.
+    An instance attribute, a callable object or a builtin method gives the proxy class
+    nothing to wrap ahead of time.
     """
 
-    __slots__ = ("driver", "name")
+    __slots__ = ("entry", "name", "part")
 
-    def __init__(self, name: str, driver: Driver) -> None:
+    def __init__(self, name: str, part: str, entry: Callable[[Call], Any]) -> None:
         self.name = name
-        self.driver = driver
+        self.part = part
+        self.entry = entry
 
-    def __get__(self, proxy: RefreshingProxy | None, owner: type | None = None) -> Any:
-        if proxy is None:
+    def __get__(self, holder: RefreshingProxy | PathProxy | None, owner: object = None) -> Any:
+        if holder is None:
             return self
-        target = getattr(proxy.__wrapped__, self.name)
-        if self.driver in {Driver.CALL_ASYNC, Driver.CALL_SYNC}:
-            return types.MethodType(_method(self.name, self.driver, target), proxy)
-        dispatch = _dispatch(self.name)
+        wrapper = _interceptor(self.name, self.entry)
 
-        def wrapper(
+        def bound(
             wrapped: object, _instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            return dispatch(wrapped, proxy, args, kwargs)
+            return wrapper(wrapped, holder, args, kwargs)
 
-        return wrapt.FunctionWrapper(target, wrapper)
-
-
-_classes: weakref.WeakKeyDictionary[type, dict[tuple[tuple[str, Driver], ...], type[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+        return wrapt.FunctionWrapper(getattr(holder.__wrapped__, self.part), bound)
 
 
-def proxy_class(provider_type: type, specs: dict[str, MethodSpec]) -> type[RefreshingProxy]:
-    """The proxy class for providers of `provider_type` intercepted as `specs` say (cached)."""
-    plan = tuple((name, spec.driver) for name, spec in specs.items())
-    by_plan = _classes.setdefault(provider_type, {})
-    cls = by_plan.get(plan)
+class _Branch:
+    """A step of a dotted name (`chat` of `chat.completions.create`): gives a `PathProxy`."""
+
+    __slots__ = ("part", "plan")
+
+    def __init__(self, part: str, plan: Plan) -> None:
+        self.part = part
+        self.plan = plan
+
+    def __get__(self, holder: RefreshingProxy | PathProxy | None, owner: object = None) -> Any:
+        if holder is None:
+            return self
+        inner: object = getattr(holder.__wrapped__, self.part)
+        return _proxy_class(type(inner), self.plan, PathProxy)(inner, _root(holder))
+
+
+class Step(NamedTuple):
+    """An intercepted name, as a proxy class on the way to it sees it."""
+
+    name: str
+    """The whole dotted name, as the options give it."""
+    rest: str
+    """What is left of it below this class: a method's name, or a step towards one."""
+    shape: Shape
+    stream: bool
+
+
+Plan = tuple[Step, ...]
+
+_CACHE = "__refresh_on_401_proxies__"
+
+
+def _proxy_class(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+    """The proxy class for instances of `owner` with these names intercepted (cached).
+
+    The cache lives in `owner`'s own namespace: a class made at run time and dropped takes its
+    proxy classes with it, which a global cache keyed by class would keep alive forever.
+    """
+    cache: dict[tuple[Plan, type[Any]], type[Any]] | None = owner.__dict__.get(_CACHE)
+    if cache is None:
+        cache = {}
+        try:
+            type.__setattr__(owner, _CACHE, cache)
+        except (TypeError, AttributeError):  # a builtin or frozen type: build each time
+            return _build(owner, plan, base)
+    key = (plan, base)
+    cls = cache.get(key)
     if cls is None:
-        namespace: dict[str, Any] = {"__slots__": (), "_self_names": tuple(specs)}
-        for name, driver in plan:
-            function = inspect.getattr_static(provider_type, name, None)
-            if isinstance(function, types.FunctionType):
-                namespace[name] = _method(name, driver, function)
-            else:
-                namespace[name] = _PerAccess(name, driver)
-        cls = by_plan[plan] = type(
-            f"RefreshingProxy[{provider_type.__qualname__}]", (RefreshingProxy,), namespace
-        )
+        cls = cache[key] = _build(owner, plan, base)
     return cls
+
+
+def _build(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+    namespace: dict[str, Any] = {"__slots__": ()}
+    branches: dict[str, list[Step]] = {}
+    for step in plan:
+        part, _, below = step.rest.partition(".")
+        if below:
+            branches.setdefault(part, []).append(step._replace(rest=below))
+            continue
+        entry = _ENTRIES[step.shape, step.stream]
+        function = inspect.getattr_static(owner, part, None)
+        if isinstance(function, types.FunctionType):
+            namespace[part] = InterceptingWrapper(function, _interceptor(step.name, entry))
+        else:
+            namespace[part] = _PerAccess(step.name, part, entry)
+    for part, steps in branches.items():
+        namespace[part] = _Branch(part, tuple(steps))
+    return type(f"{base.__name__}[{owner.__qualname__}]", (base,), namespace)
+
+
+def _shape(method: Callable[..., Any]) -> Shape:
+    """The shape of a found method, read from the function behind a bound method."""
+    return Shape.of(getattr(method, "__func__", method))
+
+
+def wrap_instance(provider: object, options: Options) -> Any:
+    """Wrap `provider` in a proxy whose intercepted methods refresh by replacement.
+
+    Raises:
+        TypeError: The provider is an instance of a decorated class, has none of the methods,
+            or names overlap (a method and a dotted name through it).
+
+    """
+    provider = _inner(provider, options)
+    methods: dict[str, Method] = {}
+    for name in options.calls + options.streams:
+        found = reach(provider, name)
+        if found is not None:
+            stream = name in options.streams
+            methods[name] = Method(name, _shape(found), stream, options)
+    check_methods(methods, options, type(provider).__name__)
+    _check_overlaps(methods)
+    names = tuple(methods)
+    methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
+    plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
+    flight: Flight[Any] = Flight(provider, cooldown=options.cooldown)
+    cls = _proxy_class(type(provider), plan, RefreshingProxy)
+    return cls(provider, Core(methods, flight, options))
+
+
+def _inner(provider: object, options: Options) -> object:
+    """The provider to wrap: never one of our proxies, never an instance of a decorated class."""
+    if getattr(type(provider), "_refreshing_proxy", False):
+        # Wrapping twice would stack two refreshers; the newest options win instead. (The
+        # type, not isinstance: a proxy's __class__ is its provider's.)
+        return _inner(provider.__wrapped__, options)  # type: ignore[attr-defined]
+    for name in options.calls + options.streams:
+        found = inspect.getattr_static(type(provider), name.partition(".")[0], None)
+        if isinstance(found, InterceptingWrapper):
+            msg = (
+                f"{type(provider).__name__} is a class decorated with refresh_on_401 already; "
+                "its instances refresh on their own and must not be wrapped again"
+            )
+            raise TypeError(msg)
+    return provider
+
+
+def _check_overlaps(methods: Mapping[str, Method]) -> None:
+    for name in methods:
+        for other in methods:
+            if other.startswith(f"{name}."):
+                msg = (
+                    f"{name!r} and {other!r} overlap: a method cannot also be the way to "
+                    "another one; intercept one of them"
+                )
+                raise TypeError(msg)

@@ -1,91 +1,297 @@
-"""What the drivers need to know about one intercepted method, fixed at decoration time."""
+"""What is fixed when a provider is wrapped or a class decorated: the options and the methods.
+
+`Options` is the one place that owns every option of `refresh_on_401`: its default, how it is
+normalised, and how it is checked (each error names the option). The public signature takes
+them as keyword arguments typed by `RefreshOptions`, which a test keeps equal to `Options`.
+`Method` is one intercepted method: its name, its shape, and how to call the original.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import inspect
+import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
 
-from ._classify import ItemKind, UsageAccounting
+from ._classify import (
+    DEFAULT_USAGE,
+    ItemKind,
+    StatusPredicate,
+    UsageAccounting,
+    is_unauthorized_error,
+    kind_of,
+)
 from ._events import Event
-from ._flight import check_replacement
 
-__all__ = ["Driver", "MethodSpec", "Options", "driver_for"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
+__all__ = [
+    "Method",
+    "Options",
+    "RefreshOptions",
+    "Shape",
+    "check_methods",
+    "epoch_seconds",
+    "is_async_callable",
+    "reach",
+]
 
-class Driver(enum.Enum):
-    """How a method is driven, chosen once from the original function."""
-
-    CALL_ASYNC = "coroutine call"
-    CALL_SYNC = "call"
-    STREAM_ASYNC_GENERATOR = "async generator"
-    STREAM_AWAITABLE = "awaitable resolving to a stream"
-    STREAM_SYNC_GENERATOR = "generator"
-    STREAM_RETURNED = "plain function returning a stream"
-    """The shape is read from what the call returns: an async context manager, an async
-    iterator, or an iterator (`anthropic`'s `messages.stream()` returns a manager)."""
-
-    @property
-    def is_async(self) -> bool:
-        """True when the method can only be used from async code."""
-        return self in {Driver.CALL_ASYNC, Driver.STREAM_ASYNC_GENERATOR, Driver.STREAM_AWAITABLE}
+P = TypeVar("P")
 
 
-def driver_for(function: Callable[..., Any], *, stream: bool) -> Driver:
-    """The driver for `function`, a call method or a stream method."""
-    if not stream:
-        return Driver.CALL_ASYNC if inspect.iscoroutinefunction(function) else Driver.CALL_SYNC
-    if inspect.isasyncgenfunction(function):
-        return Driver.STREAM_ASYNC_GENERATOR
-    if inspect.iscoroutinefunction(function):
-        return Driver.STREAM_AWAITABLE
-    if inspect.isgeneratorfunction(function):
-        return Driver.STREAM_SYNC_GENERATOR
-    return Driver.STREAM_RETURNED
+class RefreshOptions(TypedDict, Generic[P], total=False):
+    """The keyword options of `refresh_on_401` besides `refresh`, for type checkers.
 
+    Defaults and checks live in `Options`; see `refresh_on_401` for what each one means.
+    """
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Options:
-    """The decorator's options, shared by every method it intercepts."""
-
-    refresh: Callable[[Any], Any]
+    calls: str | Iterable[str]
+    streams: str | Iterable[str]
     is_unauthorized: Callable[[object], bool]
     kind_of: Callable[[object], ItemKind]
     usage: UsageAccounting
-    calls: tuple[str, ...]
-    streams: tuple[str, ...]
+    statuses: int | Iterable[int]
+    refresh_timeout: float | None
+    cooldown: tuple[float, float] | None
+    on_event: Callable[[Event], object] | None
+    expires_at: Callable[[P], float | dt.datetime | None] | None
+    clock: Callable[[], float]
+    refresh_ahead: tuple[float, float]
+    retry_arguments: (
+        Callable[[P, tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
+        | None
+    )
+
+
+def is_async_callable(function: object) -> bool:
+    """True for a coroutine function, or an object whose `__call__` is one."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+def _callable(value: object, option: str, *, optional: bool = False) -> Any:
+    if (value is None and optional) or callable(value):
+        return value
+    wanted = "callable or None" if optional else "callable"
+    msg = f"{option} must be {wanted}, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def _names(value: object, option: str) -> tuple[str, ...]:
+    """Method names: one name, or an iterable of them; a dotted name reaches a nested method."""
+    names: tuple[object, ...] | None = None
+    if isinstance(value, str):
+        names = (value,)
+    elif isinstance(value, Iterable) and not isinstance(value, bytes):
+        names = tuple(cast("Iterable[object]", value))
+    if names is None or not all(
+        isinstance(name, str) and name and all(part.isidentifier() for part in name.split("."))
+        for name in names
+    ):
+        msg = (
+            f"{option} must be a method name or names (dotted names reach nested methods: "
+            f"'chat.completions.create'), got {value!r}"
+        )
+        raise TypeError(msg)
+    return cast("tuple[str, ...]", names)
+
+
+def _seconds(value: object, option: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        msg = f"{option} must be a positive number of seconds or None, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _cooldown(value: object) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    parts = cast("tuple[object, ...]", value) if isinstance(value, tuple) else ()
+    if len(parts) == 2:
+        first, cap = (_seconds(part, "cooldown") for part in parts)
+        if first is not None and cap is not None and first <= cap:
+            return first, cap
+    msg = f"cooldown must be (first, cap) seconds with first <= cap, or None; got {value!r}"
+    raise ValueError(msg)
+
+
+def _windows(value: object) -> tuple[float, float]:
+    parts = cast("tuple[object, ...]", value) if isinstance(value, tuple) else ()
+    numbers = [part for part in parts if isinstance(part, int | float) and part is not True]
+    if len(numbers) == 2 and math.inf > numbers[0] >= numbers[1] >= 0:
+        return float(numbers[0]), float(numbers[1])
+    msg = (
+        "refresh_ahead must be (advisory, mandatory) seconds with advisory >= mandatory >= 0; "
+        f"got {value!r}"
+    )
+    raise ValueError(msg)
+
+
+def _statuses(value: object) -> frozenset[int]:
+    items = (value,) if isinstance(value, int | str) else value
+    try:
+        found = frozenset(cast("Iterable[object]", items))
+    except TypeError:
+        found = frozenset({value})
+    if not all(
+        isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599
+        for status in found
+    ):
+        msg = f"statuses must be HTTP error statuses (400 to 599), got {value!r}"
+        raise ValueError(msg)
+    return cast("frozenset[int]", found)
+
+
+def _usage(value: object) -> UsageAccounting:
+    if callable(getattr(value, "read", None)) and callable(getattr(value, "add", None)):
+        return cast("UsageAccounting", value)
+    msg = f"usage must have read(item) and add(item, extra) methods, got {value!r}"
+    raise TypeError(msg)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Options:
+    """The options of one `refresh_on_401`, normalised and checked; shared by its methods.
+
+    Compared and hashed by identity (`eq=False`), so option values need not be hashable.
+    """
+
+    refresh: Callable[[Any], Any]
+    calls: tuple[str, ...] = ("chat", "embed")
+    streams: tuple[str, ...] = ("chat_stream",)
+    is_unauthorized: Callable[[object], bool] = is_unauthorized_error
+    kind_of: Callable[[object], ItemKind] = kind_of
+    usage: UsageAccounting = DEFAULT_USAGE
+    statuses: frozenset[int] = frozenset()
     refresh_timeout: float | None = 30.0
     cooldown: tuple[float, float] | None = (1.0, 30.0)
     on_event: Callable[[Event], object] | None = None
-    expires_at: Callable[[Any], float | None] | None = None
+    expires_at: Callable[[Any], object] | None = None
     clock: Callable[[], float] = time.time
     refresh_ahead: tuple[float, float] = (120.0, 30.0)
+    retry_arguments: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
+
+    @classmethod
+    def from_params(cls, refresh: object, params: Mapping[str, object]) -> Options:
+        """Check and normalise the keyword arguments of `refresh_on_401`."""
+        unknown = sorted(set(params) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            msg = f"refresh_on_401() got an unexpected keyword argument {unknown[0]!r}"
+            raise TypeError(msg)
+        given = {**_defaults(), **params}
+        statuses = _statuses(given["statuses"])
+        return cls(
+            refresh=_callable(refresh, "refresh"),
+            calls=_names(given["calls"], "calls"),
+            streams=_names(given["streams"], "streams"),
+            is_unauthorized=_callable(given["is_unauthorized"], "is_unauthorized"),
+            kind_of=_callable(given["kind_of"], "kind_of"),
+            usage=_usage(given["usage"]),
+            statuses=statuses,
+            refresh_timeout=_seconds(given["refresh_timeout"], "refresh_timeout"),
+            cooldown=_cooldown(given["cooldown"]),
+            on_event=_callable(given["on_event"], "on_event", optional=True),
+            expires_at=_callable(given["expires_at"], "expires_at", optional=True),
+            clock=_callable(given["clock"], "clock"),
+            refresh_ahead=_windows(given["refresh_ahead"]),
+            retry_arguments=_callable(given["retry_arguments"], "retry_arguments", optional=True),
+        )
+
+    def __post_init__(self) -> None:
+        if self.statuses and not isinstance(self.is_unauthorized, StatusPredicate):
+            # One predicate for the drivers to call: the given one, or it plus the statuses.
+            predicate = StatusPredicate(self.is_unauthorized, self.statuses)
+            object.__setattr__(self, "is_unauthorized", predicate)
+
+    @property
+    def refresh_is_async(self) -> bool:
+        """True when `refresh` must be awaited (it is a coroutine function)."""
+        return is_async_callable(self.refresh)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MethodSpec:
-    """One intercepted method: its name, driver, and how to call the original on a provider.
+def _defaults() -> dict[str, object]:
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(Options)
+        if field.default is not dataclasses.MISSING
+    }
+
+
+def epoch_seconds(expiry: object) -> float | None:
+    """What `expires_at` returned, as a number on its clock; None when it does not say.
+
+    Numbers (epoch seconds on the default clock) and aware `datetime`s are accepted; None and
+    NaN mean unknown, infinity never expires. Anything else is a mistake in the host's code,
+    said at once with a `TypeError` rather than silently ignored.
+    """
+    if expiry is None:
+        return None
+    if hasattr(expiry, "tzinfo") and callable(getattr(expiry, "timestamp", None)):
+        if getattr(expiry, "tzinfo", None) is None:
+            msg = (
+                "expires_at returned a naive datetime; return an aware one (with a timezone) "
+                "or epoch seconds"
+            )
+            raise TypeError(msg)
+        expiry = cast("Any", expiry).timestamp()
+    if isinstance(expiry, bool) or not isinstance(expiry, int | float):
+        msg = f"expires_at must return epoch seconds, an aware datetime or None, got {expiry!r}"
+        raise TypeError(msg)
+    return None if math.isnan(expiry) else float(expiry)
+
+
+class Shape(enum.Enum):
+    """What the original function is, read once: it decides how a call of it is driven."""
+
+    COROUTINE = "coroutine function"
+    ASYNC_GENERATOR = "async generator function"
+    GENERATOR = "generator function"
+    PLAIN = "plain function"
+    """Read per call from what it returns: a value, an awaitable, a stream or a manager."""
+
+    @classmethod
+    def of(cls, function: object) -> Shape:
+        """The shape of `function`, as `inspect` reads it.
+
+        A wrapper that returns a coroutine is a plain function: its shape is read per call.
+        """
+        if inspect.iscoroutinefunction(function):
+            return cls.COROUTINE
+        if inspect.isasyncgenfunction(function):
+            return cls.ASYNC_GENERATOR
+        if inspect.isgeneratorfunction(function):
+            return cls.GENERATOR
+        return cls.PLAIN
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Method:
+    """One intercepted method: its name, its shape, and how to call the original.
 
     In class mode `original` is the class's own function, called with the instance (never the
-    wrapper, which would refresh twice). In instance mode it is None and the method is looked up
-    on whichever provider is current.
+    wrapper, which would refresh twice). In instance mode it is None and `path` is looked up on
+    whichever provider is current at each call, so a swapped-in replacement is used at once.
     """
 
     name: str
-    driver: Driver
+    shape: Shape
+    stream: bool
     options: Options
-    intercepted: tuple[str, ...]
-    original: Callable[..., Any] | None
-    entry: Callable[..., Any] | None
-    """A stream driver's entry point: `entry(spec, flight, holder, args, kwargs)`."""
-    ahead: bool = False
-    """True when proactive refresh is on: calls look at the expiry first."""
-    screen: bool = False
-    """True when `kind_of` is the default, which never calls a str, None, number, list or tuple
-    an ERROR: results of those types skip the check."""
+    original: Callable[..., Any] | None = None
+    intercepted: tuple[str, ...] = ()
+    """Every name intercepted beside this one: a replacement provider must have them all."""
+    path: tuple[str, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", tuple(self.name.split(".")))
 
     @property
     def in_place(self) -> bool:
@@ -96,18 +302,35 @@ class MethodSpec:
         """Call the original method of `provider`."""
         if self.original is not None:
             return self.original(provider, *args, **kwargs)
-        return getattr(provider, self.name)(*args, **kwargs)
+        target: Any = provider
+        for part in self.path:
+            target = getattr(target, part)
+        return target(*args, **kwargs)
 
-    def installer(self, holder: object) -> Callable[[Any], None] | None:
-        """How a replacement provider is put in place: swapped into the proxy, or not at all."""
-        if self.in_place:
-            return None
 
-        def install(fresh: object) -> None:
-            holder.__wrapped__ = fresh  # type: ignore[attr-defined]
+def reach(provider: object, name: str) -> Any:
+    """What a dotted name reaches on `provider` when it is callable there, else None."""
+    target: object = provider
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    return target if callable(target) else None
 
-        return install
 
-    def check(self, stale: object, result: object) -> Any:
-        """The provider that `refresh(stale)` produced, or a TypeError for nonsense."""
-        return check_replacement(stale, result, in_place=self.in_place, names=self.intercepted)
+def check_methods(methods: Mapping[str, Method], options: Options, owner: str) -> None:
+    """Refuse what cannot work, once the methods to intercept are found.
+
+    Raises:
+        TypeError: `owner` has none of the methods; or `refresh` must be awaited while every
+            method found is a generator function, which nothing could await in.
+
+    """
+    if not methods:
+        wanted = ", ".join(options.calls + options.streams)
+        msg = f"{owner} has none of the methods to intercept ({wanted}); pass calls= or streams="
+        raise TypeError(msg)
+    if options.refresh_is_async and all(m.shape is Shape.GENERATOR for m in methods.values()):
+        msg = (
+            f"refresh is a coroutine function, but every intercepted method of {owner} is a "
+            "generator function, where it cannot be awaited; pass a plain function"
+        )
+        raise TypeError(msg)

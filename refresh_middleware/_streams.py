@@ -1,416 +1,168 @@
-"""The stream shapes, each driven through a `StreamGate`.
+"""Streams: every shape a stream method returns, read item by item through the `StreamGate`.
 
-One async generator (`gated_async`) and one generator (`gated_sync`) do the gating for every
-shape; the shapes differ only in what the user gets back and in when the first attempt is
-opened:
+The gate loop (`items_async`, and `items_sync` generated from it) reads the open attempt,
+feeds each item and error to the gate and does what it says: forward, stop, or close the
+attempt, refresh and open a new one. The shapes differ only in what the consumer gets and
+when the first attempt opens:
 
-- an async generator method: the user gets `gated_async(...)`, which opens on first `__anext__`;
-- a coroutine method resolving to a stream: the user awaits `open_then_gate(...)`, which opens
-  the first attempt (a 401 at the `await` is retried there);
-- a plain method returning an async context manager (as `anthropic`'s `messages.stream()`): the
-  user enters a `GatedStreamManager`, whose `__aenter__` opens the first attempt;
-- a plain method returning an (async) iterator, and a sync generator method.
+- an async generator method: the gated async generator, which opens on the first read;
+- a coroutine method: awaiting it opens the first attempt (a 401 at the `await` is retried
+  there) and gives an `AsyncStreamView` of the SDK's stream object, or a plain value;
+- a plain method (shape read per call): a returned async iterator is viewed as it is, a
+  returned awaitable is awaited as above, a manager (`anthropic`'s `messages.stream()`,
+  pydantic-ai's `request_stream()`) becomes a `PendingStream` that opens when entered, and a
+  returned iterator gets a `SyncStreamView`; a plain value is a call's result;
+- a generator method: the gated generator.
 
-Where the method hands back a stream *object* (the awaitable, manager and returned-iterator
-shapes), the user gets a `GatedStreamView` of it: iteration goes through the gate, every other
-attribute reaches the SDK object of the current attempt.
-
-Abandoned inner streams are closed before a retry and when the consumer stops, in `finally`,
-under a shielded scope with a time bound: trio finalizes forgotten async generators inside a
-cancelled scope, where an unshielded close would be cut short without a word.
+A view *is* the SDK's stream object of the current attempt (wrapt proxy): iterating it goes
+through the gate, and everything else (`get_final_message()`, `get()`, `usage`, `response`)
+reaches that object, so SDK helpers keep working. Whatever was opened is closed exactly once:
+before a retry, when the consumer breaks, is cancelled, leaves or closes the stream, read or
+not, and a manager's `__aexit__` gets the exception that ended the consumer's block.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING, Any, Self, cast
 
-import sniffio
 import wrapt
 
-from ._ahead import ready_async, ready_sync
-from ._calls import recover_async, recover_sync
-from ._classify import GateAction, ItemKind, StreamGate
-from ._events import logger
-from ._flight import attach_refresh_failure
+from ._classify import GateAction
+from ._retry import (
+    Attempt,
+    Call,
+    Started,
+    adopt_iterable,
+    close_async,
+    close_sync,
+    open_async,
+    open_sync,
+    recover_async,
+    recover_sync,
+    start_plain,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._flight import Flight, RefreshOutcome
-    from ._spec import MethodSpec
-
-__all__ = ["CLOSE_TIMEOUT", "StreamCall", "gated_async", "gated_sync", "open_then_gate"]
-
-CLOSE_TIMEOUT: Final = 5.0
-"""Seconds an abandoned inner stream gets to close before it is left to itself."""
-
-# Module constants: an enum member read through its class costs a lookup per streamed item.
-_FORWARD: Final = GateAction.FORWARD
-_RETRY: Final = GateAction.RETRY
-_DONE: Final = ItemKind.DONE
-
-AsyncCloser = Callable[[], Awaitable[object]] | None
-SyncCloser = Callable[[], object] | None
-# An open attempt: the generation and provider it runs on, its iterator, and how to close it.
-AsyncAttempt = tuple[int, Any, Any, AsyncCloser]
-SyncAttempt = tuple[int, Any, Any, SyncCloser]
+__all__ = [
+    "AsyncStreamView",
+    "PendingStream",
+    "SyncStreamView",
+    "stream_async_generator",
+    "stream_coroutine",
+    "stream_generator",
+    "stream_plain",
+]
 
 
-class StreamCall:
-    """One call of a stream method: its arguments, its gate, and where it refreshes."""
-
-    __slots__ = ("args", "flight", "gate", "holder", "kwargs", "spec", "view")
-
-    def __init__(
-        self,
-        spec: MethodSpec,
-        flight: Flight,
-        holder: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        self.spec = spec
-        self.flight = flight
-        self.holder = holder
-        self.args = args
-        self.kwargs = kwargs
-        self.view: GatedStreamView | None = None
-        options = spec.options
-        self.gate = StreamGate(
-            is_unauthorized=options.is_unauthorized, kind_of=options.kind_of, usage=options.usage
-        )
-
-    def finish(self, closer: AsyncCloser) -> AsyncCloser:
-        """How to close a stream that ended normally: now, or when its view is closed.
-
-        The SDK helpers of a view (`get_final_message()`) may still read the finished attempt,
-        so its owner closes it, by closing the view or leaving the stream manager.
-        """
-        if self.view is None:
-            return closer
-        self.view._self_pending = closer  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        return None
-
-    def start(self, provider: object) -> Any:
-        """Call the original method on `provider`: a new attempt, not yet opened."""
-        return self.spec.invoke(provider, self.args, self.kwargs)
-
-    async def refresh_async(self, generation: int, provider: object) -> RefreshOutcome:
-        """Refresh the credentials of `generation`, shared with every concurrent caller."""
-        return await recover_async(
-            self.spec, self.flight, self.holder, generation, provider, self.args, self.kwargs
-        )
-
-    def refresh_sync(self, generation: int, provider: object) -> RefreshOutcome:
-        """The thread form of `refresh_async`."""
-        return recover_sync(
-            self.spec, self.flight, self.holder, generation, provider, self.args, self.kwargs
-        )
+def _not_a_stream(call: Call, value: object) -> TypeError:
+    return TypeError(
+        f"{call.method.name} returned {type(value).__name__} where a stream was being read"
+    )
 
 
-# --------------------------------------------------------------------------------------------------
-# closing
+# unasync source begins
 
 
-def _async_closer(stream: object) -> AsyncCloser:
-    close = getattr(stream, "aclose", None) or getattr(stream, "close", None)
-    if close is None:
-        return None
+async def items_async(call: Call) -> AsyncGenerator[Any, None]:
+    """Forward the items of the current attempt through the gate, retrying as it says.
 
-    async def closer() -> None:
-        result = close()
-        if inspect.isawaitable(result):
-            await result
-
-    return closer
-
-
-async def close_async(closer: AsyncCloser) -> None:
-    """Close an abandoned stream: shielded from cancellation, bounded in time, never raising."""
-    if closer is None:
-        return
-    try:
-        if sniffio.current_async_library() == "trio":
-            import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await closer()
-        else:
-            import asyncio  # noqa: PLC0415
-
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await closer()
-    except Exception as error:  # noqa: BLE001 - the stream is abandoned; its close is best effort
-        logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(error))
-
-
-def close_sync(closer: SyncCloser) -> None:
-    """Close an abandoned sync stream, never raising."""
-    if closer is None:
-        return
-    try:
-        closer()
-    except Exception as error:  # noqa: BLE001 - as in close_async
-        logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(error))
-
-
-# --------------------------------------------------------------------------------------------------
-# opening an attempt
-
-
-async def _adopt_async(started: Any) -> tuple[Any, AsyncCloser]:
-    """The async iterator of a started attempt, and how to close it.
-
-    Accepts what stream methods return: an async iterator, an awaitable resolving to one, or an
-    async context manager yielding one (entered here; closing exits it).
+    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
+    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
+    in any other way, is closed here.
     """
-    if not hasattr(started, "__anext__"):
-        if inspect.isawaitable(started):
-            return await _adopt_async(await started)
-        if hasattr(started, "__aenter__"):
-            stream = await started.__aenter__()
-            iterator = stream if hasattr(stream, "__anext__") else stream.__aiter__()
-
-            async def leave() -> None:
-                try:
-                    if iterator is not stream:
-                        await close_async(_async_closer(iterator))
-                finally:
-                    await started.__aexit__(None, None, None)
-
-            return iterator, leave
-        if hasattr(started, "__aiter__"):
-            started = started.__aiter__()
-        else:
-            msg = f"a stream method returned {type(started).__name__}, not an async stream"
-            raise TypeError(msg)
-    return started, _async_closer(started)
-
-
-async def open_async(call: StreamCall, started: object = None) -> AsyncAttempt:
-    """Open an attempt; a 401 at call, await or enter is refreshed and retried as the gate allows.
-
-    `started` is a first attempt already started on the current provider.
-    """
-    while True:
-        if started is None:
-            generation, provider = await ready_async(call.spec, call.flight, call.holder)
-        else:
-            generation, provider = call.flight.current(call.holder)
-        try:
-            iterator, closer = await _adopt_async(
-                call.start(provider) if started is None else started
-            )
-        except Exception as error:
-            started = None
-            if call.gate.on_exception(error) is not _RETRY:
-                raise
-            _, refresh_error = await call.refresh_async(generation, provider)
-            if refresh_error is not None:
-                attach_refresh_failure(error, refresh_error)
-                raise
-        else:
-            return generation, provider, iterator, closer
-
-
-def _adopt_sync(started: Any) -> tuple[Any, SyncCloser]:
-    iterator = started if hasattr(started, "__next__") else iter(started)
-    return iterator, getattr(iterator, "close", None)
-
-
-def open_sync(call: StreamCall) -> SyncAttempt:
-    """Open a sync attempt on the current provider.
-
-    Unlike `open_async` this never retries: a sync stream's first attempt is opened by the call
-    itself (`gate_returned`) or cannot fail on opening (a generator function), so reaching here
-    means the one retry is under way and its errors are final.
-    """
-    generation, provider = ready_sync(call.spec, call.flight, call.holder)
-    return (generation, provider, *_adopt_sync(call.start(provider)))
-
-
-# --------------------------------------------------------------------------------------------------
-# gating
-
-
-async def gated_async(  # noqa: C901, PLR0912, PLR0915 - one flat loop: the per-item path
-    call: StreamCall, opened: AsyncAttempt | None = None
-) -> AsyncGenerator[Any, None]:
-    """Forward the items of the current attempt through the gate, retrying as it says."""
     gate = call.gate
-    on_item = gate.on_item
-    generation, provider, iterator, closer = opened or (0, None, None, None)
-    next_item = None if iterator is None else iterator.__anext__
+    done = False
     try:
         while True:
-            if next_item is None:
-                generation, provider, iterator, closer = await open_async(call)
-                next_item = iterator.__anext__
-                if call.view is not None:
-                    call.view.__wrapped__ = iterator  # the SDK helpers follow the new attempt
+            opened = call.opened or await _reopen_async(call)
             try:
-                item = await next_item()
+                item = await opened.items.__anext__()
             except StopAsyncIteration:
-                # An exhausted async generator is finalized already.
-                closer = None if inspect.isasyncgen(iterator) else call.finish(closer)
                 return
             except Exception as error:
-                if gate.on_exception(error) is not _RETRY:
+                if gate.on_exception(error) is not GateAction.RETRY:
                     raise
-                await close_async(closer)
-                next_item = closer = None
-                _, refresh_error = await call.refresh_async(generation, provider)
-                if refresh_error is not None:
-                    attach_refresh_failure(error, refresh_error)
-                    raise
-                continue
-            action, forwarded = on_item(item)
-            if action is _FORWARD:
-                yield forwarded
-                if not gate.passthrough:
-                    continue
-                # Committed with nothing to add: forward as they come; only DONE matters now.
-                kind_of = gate.kind_of
-                while True:
-                    try:
-                        item = await next_item()
-                    except StopAsyncIteration:
-                        closer = None if inspect.isasyncgen(iterator) else call.finish(closer)
-                        return
+                failed: BaseException | None = error
+                item = None
+            else:
+                action, item = gate.on_item(item)
+                if action is not GateAction.RETRY:
                     yield item
-                    if kind_of(item) is _DONE:
-                        closer = call.finish(closer)
+                    done = action is GateAction.FORWARD_AND_STOP
+                    if done:
                         return
-            if action is _RETRY:
-                await close_async(closer)
-                next_item = closer = None
-                _, refresh_error = await call.refresh_async(generation, provider)
-                if refresh_error is None:
                     continue
-            yield forwarded
-            closer = call.finish(closer)
-            return
-    finally:
-        await close_async(closer)
-
-
-def gated_sync(  # noqa: C901, PLR0912 - as gated_async
-    call: StreamCall, opened: SyncAttempt | None = None
-) -> Generator[Any]:
-    """The sync form of `gated_async`."""
-    gate = call.gate
-    on_item = gate.on_item
-    generation, provider, iterator, closer = opened or (0, None, None, None)
-    next_item = None if iterator is None else iterator.__next__
-    try:
-        while True:
-            if next_item is None:
-                generation, provider, iterator, closer = open_sync(call)
-                next_item = iterator.__next__
-            try:
-                item = next_item()
-            except StopIteration:
+                failed = None
+            if not await _retry_async(call, opened, failed):
+                yield item  # the error item, as it came: the refresh meant to fix it failed
                 return
-            except Exception as error:
-                if gate.on_exception(error) is not _RETRY:
-                    raise
-                close_sync(closer)
-                next_item = closer = None
-                _, refresh_error = call.refresh_sync(generation, provider)
-                if refresh_error is not None:
-                    attach_refresh_failure(error, refresh_error)
-                    raise
-                continue
-            action, forwarded = on_item(item)
-            if action is _FORWARD:
-                yield forwarded
-                if not gate.passthrough:
-                    continue
-                kind_of = gate.kind_of  # as in gated_async
-                while True:
-                    try:
-                        item = next_item()
-                    except StopIteration:
-                        return
-                    yield item
-                    if kind_of(item) is _DONE:
-                        return
-            if action is _RETRY:
-                close_sync(closer)
-                next_item = closer = None
-                _, refresh_error = call.refresh_sync(generation, provider)
-                if refresh_error is None:
-                    continue
-            yield forwarded
-            return
     finally:
-        close_sync(closer)
+        if not (done and call.view is not None):
+            await close_async(call)
 
 
-class GatedStreamView(wrapt.ObjectProxy[Any]):
-    """The gated stream, dressed as the SDK's stream object of the current attempt.
+async def _reopen_async(call: Call) -> Attempt:
+    opened = await open_async(call)
+    if not isinstance(opened, Attempt):
+        raise _not_a_stream(call, opened.value)
+    return opened
 
-    Iterating it goes through the gate. Everything else (`text_stream`, `get_final_message()`,
-    `response`, `isinstance`) reaches the inner stream of whichever attempt is current, so SDK
-    helpers keep working; they read that stream directly, without the gate. Closing it closes
-    the gated stream, and with it the current attempt.
-    """
 
-    __slots__ = ("_self_gated", "_self_pending")
+async def _retry_async(call: Call, opened: Attempt, failed: BaseException | None) -> bool:
+    """Close the attempt and refresh; False (or `failed`, raised) when there is no retry."""
+    await close_async(call)
+    if await recover_async(call, opened.generation, opened.provider, failed):
+        return True
+    if failed is not None:
+        raise failed
+    return False
 
-    def __init__(self, inner: object, gated: AsyncGenerator[Any, None]) -> None:
-        super().__init__(inner)
-        self._self_gated = gated
-        self._self_pending: AsyncCloser = None
 
-    def __aiter__(self) -> GatedStreamView:
+class AsyncStreamView(wrapt.ObjectProxy[Any]):
+    """The gated stream, dressed as the SDK's stream object of the current attempt."""
+
+    __slots__ = ("_self_call", "_self_items")
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(cast("Attempt", call.opened).stream)
+        self._self_call = call
+        self._self_items: AsyncGenerator[Any, None] | None = None
+        call.view = self
+
+    def follow(self, stream: object) -> None:
+        """Show `stream`, the SDK object of a new attempt, from now on."""
+        self.__wrapped__ = stream
+
+    def __aiter__(self) -> Self:
         return self
 
-    def __anext__(self) -> Awaitable[Any]:
-        return self._self_gated.__anext__()
+    def __anext__(self) -> Any:
+        items = self._self_items
+        if items is None:
+            items = self._self_items = items_async(self._self_call)
+        return items.__anext__()
 
     async def aclose(self) -> None:
-        """Close the gated stream and the current attempt."""
-        await self._self_gated.aclose()
-        pending, self._self_pending = self._self_pending, None
-        await close_async(pending)
+        """Close the gated stream and the attempt open now, read or not."""
+        await self._end_async(None)
 
-    async def close(self) -> None:
-        """Close, as the SDK streams name it."""
-        await self.aclose()
+    close = aclose  # async only
 
+    async def _end_async(self, error: BaseException | None) -> None:
+        # The attempt first, with the consumer's exception for a manager's __aexit__; the
+        # gated generator then finds nothing left to close.
+        items, self._self_items = self._self_items, None
+        try:
+            await close_async(self._self_call, error)
+        finally:
+            if items is not None:
+                await items.aclose()
 
-def _view(call: StreamCall, opened: AsyncAttempt) -> GatedStreamView:
-    """The gated stream over `opened`, as a view that follows each attempt's inner stream."""
-    view = call.view = GatedStreamView(opened[2], gated_async(call, opened))
-    return view
-
-
-async def open_then_gate(call: StreamCall, started: object = None) -> GatedStreamView:
-    """The awaitable shape: open the first attempt now, then hand over the gated stream."""
-    return _view(call, await open_async(call, started))
-
-
-class GatedStreamManager:
-    """The async context manager shape: entering opens the first attempt and yields the stream.
-
-    Leaving closes the gated stream, which exits the inner manager of whichever attempt is
-    current.
-    """
-
-    __slots__ = ("_call", "_started", "_stream")
-
-    def __init__(self, call: StreamCall, started: object) -> None:
-        self._call = call
-        self._started = started
-        self._stream: GatedStreamView | None = None
-
-    async def __aenter__(self) -> GatedStreamView:
-        started, self._started = self._started, None
-        self._stream = _view(self._call, await open_async(self._call, started))
-        return self._stream
+    async def __aenter__(self) -> Self:
+        return self
 
     async def __aexit__(
         self,
@@ -418,45 +170,218 @@ class GatedStreamManager:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await stream.aclose()
+        await self._end_async(exc)
 
 
-def gate_returned(call: StreamCall) -> Any:
-    """The plain-function shape: call now, and give back what was returned, gated.
+# unasync source ends
+# unasync output begins
+# Written by tools/unasync.py from the source above: edit that, then run it.
 
-    A 401 raised by the call itself can only be refreshed synchronously; an async `refresh`
-    cannot run here, so that error surfaces with a note (and a refresh ahead of expiry waits
-    for the async shapes' first await or enter).
+
+def items_sync(call: Call) -> Generator[Any]:
+    """Forward the items of the current attempt through the gate, retrying as it says.
+
+    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
+    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
+    in any other way, is closed here.
     """
-    if inspect.iscoroutinefunction(call.spec.options.refresh):
-        generation, provider = call.flight.current(call.holder)
-    else:
-        generation, provider = ready_sync(call.spec, call.flight, call.holder)
+    gate = call.gate
+    done = False
     try:
-        started = call.start(provider)
-    except Exception as error:
-        if call.gate.on_exception(error) is not _RETRY:
-            raise
-        if inspect.iscoroutinefunction(call.spec.options.refresh):
-            error.add_note(
-                f"refresh_middleware: {call.spec.name} raised this 401 synchronously, where an "
-                "async refresh cannot run; the call was not retried"
-            )
-            raise
-        fresh, refresh_error = call.refresh_sync(generation, provider)
-        if refresh_error is not None:
-            attach_refresh_failure(error, refresh_error)
-            raise
-        generation, provider = call.flight.current(call.holder)
-        started = call.start(fresh)
-    if hasattr(started, "__anext__"):
-        return _view(call, (generation, provider, started, _async_closer(started)))
-    if hasattr(started, "__aenter__"):
-        return GatedStreamManager(call, started)
-    if inspect.isawaitable(started):
-        return open_then_gate(call, started)
-    if isinstance(started, str | bytes | Mapping) or not hasattr(started, "__iter__"):
-        return cast("Any", started)
-    return gated_sync(call, (generation, provider, *_adopt_sync(started)))
+        while True:
+            opened = call.opened or _reopen_sync(call)
+            try:
+                item = opened.items.__next__()
+            except StopIteration:
+                return
+            except Exception as error:
+                if gate.on_exception(error) is not GateAction.RETRY:
+                    raise
+                failed: BaseException | None = error
+                item = None
+            else:
+                action, item = gate.on_item(item)
+                if action is not GateAction.RETRY:
+                    yield item
+                    done = action is GateAction.FORWARD_AND_STOP
+                    if done:
+                        return
+                    continue
+                failed = None
+            if not _retry_sync(call, opened, failed):
+                yield item  # the error item, as it came: the refresh meant to fix it failed
+                return
+    finally:
+        if not (done and call.view is not None):
+            close_sync(call)
+
+
+def _reopen_sync(call: Call) -> Attempt:
+    opened = open_sync(call)
+    if not isinstance(opened, Attempt):
+        raise _not_a_stream(call, opened.value)
+    return opened
+
+
+def _retry_sync(call: Call, opened: Attempt, failed: BaseException | None) -> bool:
+    """Close the attempt and refresh; False (or `failed`, raised) when there is no retry."""
+    close_sync(call)
+    if recover_sync(call, opened.generation, opened.provider, failed):
+        return True
+    if failed is not None:
+        raise failed
+    return False
+
+
+class SyncStreamView(wrapt.ObjectProxy[Any]):
+    """The gated stream, dressed as the SDK's stream object of the current attempt."""
+
+    __slots__ = ("_self_call", "_self_items")
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(cast("Attempt", call.opened).stream)
+        self._self_call = call
+        self._self_items: Generator[Any] | None = None
+        call.view = self
+
+    def follow(self, stream: object) -> None:
+        """Show `stream`, the SDK object of a new attempt, from now on."""
+        self.__wrapped__ = stream
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Any:
+        items = self._self_items
+        if items is None:
+            items = self._self_items = items_sync(self._self_call)
+        return items.__next__()
+
+    def close(self) -> None:
+        """Close the gated stream and the attempt open now, read or not."""
+        self._end_sync(None)
+
+    def _end_sync(self, error: BaseException | None) -> None:
+        # The attempt first, with the consumer's exception for a manager's __exit__; the
+        # gated generator then finds nothing left to close.
+        items, self._self_items = self._self_items, None
+        try:
+            close_sync(self._self_call, error)
+        finally:
+            if items is not None:
+                items.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._end_sync(exc)
+
+
+# unasync output ends
+
+
+# --------------------------------------------------------------------------------------------------
+# the shapes
+
+
+async def stream_coroutine(call: Call) -> Any:
+    """A coroutine method: awaiting opens the first attempt, then the consumer gets its view."""
+    opened = await open_async(call)
+    return AsyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+
+
+def stream_async_generator(call: Call) -> AsyncGenerator[Any, None]:
+    """An async generator method: the gated generator, which opens on the first read."""
+    return items_async(call)
+
+
+def stream_generator(call: Call) -> Generator[Any]:
+    """A generator method: the gated generator, which opens on the first read."""
+    return items_sync(call)
+
+
+async def _view_when_awaited(call: Call, started: Started) -> Any:
+    opened = await open_async(call, started)
+    return AsyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+
+
+def stream_plain(call: Call) -> Any:
+    """A plain method: called now, and what it returned decides how it is read."""
+    started = start_plain(call)
+    if started is None:
+        return PendingStream(call, None)
+    value = started.value
+    if hasattr(value, "__aiter__"):
+        adopt_iterable(call, started)  # nothing to await: it opens on the first read
+        return AsyncStreamView(call)
+    if hasattr(value, "__aenter__"):
+        return PendingStream(call, started)
+    if hasattr(value, "__await__"):
+        return _view_when_awaited(call, started)
+    opened = open_sync(call, started)
+    return SyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+
+
+class PendingStream:
+    """A stream whose first attempt opens at the consumer's first await, enter or read.
+
+    A plain method's stream manager is entered only when the consumer enters this; a stream
+    that must wait for a refresh ahead of expiry (`started` is None) starts then. Entering
+    gives the view of the stream; leaving closes it, handing a manager the exception that
+    ended the block.
+    """
+
+    __slots__ = ("_call", "_started", "_view")
+
+    def __init__(self, call: Call, started: Started | None) -> None:
+        self._call = call
+        self._started = started
+        self._view: AsyncStreamView | None = None
+
+    async def _open(self) -> Any:
+        started, self._started = self._started, None
+        opened = await open_async(self._call, started)
+        if not isinstance(opened, Attempt):
+            return opened.value
+        self._view = AsyncStreamView(self._call)
+        return self._view
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Any:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        view, self._view = self._view, None
+        if view is not None:
+            await view.__aexit__(exc_type, exc, traceback)
+
+    def __aiter__(self) -> PendingStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._view is None:
+            stream = await self._open()
+            if self._view is None:
+                raise TypeError(
+                    f"{self._call.method.name} returned {type(stream).__name__}, not a stream"
+                )
+        return await self._view.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the stream, if it was opened."""
+        view, self._view = self._view, None
+        if view is not None:
+            await view.aclose()

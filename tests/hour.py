@@ -81,8 +81,9 @@ async def simulate(mode: str, *, down: tuple[float, float] | None = None) -> Fig
         if isinstance(event, RefreshStarted):
             started.append(event.generation)
 
-    def rebuild(stale: Provider) -> Provider:
+    async def rebuild(stale: Provider) -> Provider:
         figures.refreshes += 1
+        await trio.lowlevel.checkpoint()  # a real refresh talks to an auth server
         return Provider(auth.issue(), figures)
 
     ahead: dict[str, Any] = {}

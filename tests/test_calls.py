@@ -316,11 +316,11 @@ async def test_the_fast_path_takes_no_lock(mode: str) -> None:
     for _ in range(3):
         await harness.chat()
 
-    from refresh_middleware._flight import flight_of
+    from refresh_middleware._decorator import _flights
 
     provider = harness.provider
-    flight = provider._self_core[1] if mode == "instance" else flight_of(provider)
-    assert {} == flight._running
+    flight = provider._self_core.flight if mode == "instance" else _flights.of(provider, None)
+    assert (0, False) == (flight.asked(0), flight.busy())
 
 
 def test_one_proxy_across_successive_event_loops(mode: str) -> None:

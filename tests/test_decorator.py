@@ -96,7 +96,7 @@ def test_class_mode_keeps_one_flight_per_instance() -> None:
 
 def test_class_mode_forgets_collected_instances() -> None:
     """The per-instance state of a decorated class goes with its instance."""
-    from refresh_middleware._flight import flights
+    from refresh_middleware._decorator import _flights as flights
 
     script = Script()
     script.chats.append(SUCCESS)
@@ -163,7 +163,7 @@ def test_usage_option_needs_read_and_add() -> None:
 @pytest.mark.parametrize("calls", [["chat", 3], ["not a name"]])
 def test_method_names_must_be_identifiers(calls: Any) -> None:
     """calls and streams take method names."""
-    with pytest.raises(TypeError, match="calls must be method names"):
+    with pytest.raises(TypeError, match="calls must be a method name"):
         refresh_on_401(SyncProvider(Script()), refresh=lambda p: p, calls=calls)
 
 
@@ -196,19 +196,39 @@ def test_custom_method_names_are_intercepted() -> None:
     assert SUCCESS == provider.complete("x")
 
 
-def test_a_sync_provider_with_an_async_refresh_is_refused() -> None:
-    """A provider whose intercepted methods are all sync cannot await an async refresh."""
+def test_a_provider_of_generators_only_refuses_an_async_refresh() -> None:
+    """A provider whose intercepted methods are all generator functions cannot await."""
 
-    async def rebuild(stale: SyncProvider) -> SyncProvider:
+    class Generators:
+        def chat_stream(self, request: str) -> Any:
+            yield request  # pragma: no cover - refused before use
+
+    async def rebuild(stale: Generators) -> Generators:
         return stale  # pragma: no cover - refused before use
 
     class AsyncCallable:
-        async def __call__(self, stale: SyncProvider) -> SyncProvider:
+        async def __call__(self, stale: Generators) -> Generators:
             return stale  # pragma: no cover - refused before use
 
     for refresh in (rebuild, AsyncCallable()):
-        with pytest.raises(TypeError, match="every intercepted method of SyncProvider"):
-            refresh_on_401(SyncProvider(Script()), refresh=refresh)
+        with pytest.raises(TypeError, match="every intercepted method of Generators"):
+            refresh_on_401(Generators(), refresh=refresh)
+
+
+def test_a_plain_method_called_synchronously_says_it_cannot_await_an_async_refresh() -> None:
+    """Plain methods may return awaitables, so an async refresh is accepted; a synchronous
+    call that meets a 401 then says why it was not retried."""
+    script = Script(valid_from=1)
+
+    async def rebuild(stale: SyncProvider) -> SyncProvider:
+        return stale  # pragma: no cover - cannot be awaited here
+
+    provider = refresh_on_401(SyncProvider(script), refresh=rebuild)
+
+    with pytest.raises(Unauthorized) as caught:
+        provider.chat("x")
+
+    assert "called synchronously and cannot await it" in str(caught.value.__context__)
 
 
 def test_an_async_provider_accepts_an_async_refresh() -> None:
@@ -231,20 +251,19 @@ def test_class_attributes_that_are_not_methods_are_refused() -> None:
         refresh_on_401(refresh=lambda p: None)(Static)
 
 
-def test_specs_shared_between_proxies_stay_bounded() -> None:
-    """Proxies with equal options share their specs; many different options do not pile up."""
-    from refresh_middleware import _decorator
+def test_proxies_of_one_class_share_one_proxy_class_whatever_their_options() -> None:
+    """One proxy class per provider class and names; options, even unhashable, pile up nothing."""
 
     def rebuild(stale: SyncProvider) -> SyncProvider:
         return stale  # pragma: no cover - no 401 here
 
     first = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
-    second = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
     for seconds in range(1, 300):
         refresh_on_401(SyncProvider(Script()), refresh=rebuild, refresh_timeout=seconds)
+    last = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
 
-    assert first._self_core[0] is second._self_core[0]
-    assert len(_decorator._instance_specs) <= 256
+    assert type(first) is type(last)
+    assert 1 == len(vars(SyncProvider)["__refresh_on_401_proxies__"])
 
 
 def test_the_test_kit_lists_the_server_names_it_imports_lazily() -> None:

@@ -278,8 +278,8 @@ def test_a_failed_sync_mandatory_refresh_raises_a_clear_error(
 async def test_plain_stream_methods_with_an_async_refresh_refresh_when_opened(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A plain method returning an async stream cannot await a refresh at the call; it waits
-    for the first iteration instead."""
+    """A plain method returning an async stream cannot await a refresh at the call; the call
+    waits for the first read, refreshes ahead, and reads from the fresh provider."""
     script = Script()
 
     class Plain(Expiring):
@@ -297,7 +297,7 @@ async def test_plain_stream_methods_with_an_async_refresh_refresh_when_opened(
     )
 
     async with contextlib.aclosing(provider.chat_stream("x")) as stream:
-        assert [text("0")] == [item async for item in stream]
+        assert [text("1")] == [item async for item in stream]
 
 
 # --------------------------------------------------------------------------------------------------

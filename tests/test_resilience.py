@@ -195,7 +195,7 @@ async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
     attempts: list[float] = []
     failing = [True]
 
-    def flaky(stale: AsyncProvider) -> AsyncProvider:
+    async def flaky(stale: AsyncProvider) -> AsyncProvider:
         attempts.append(trio.current_time())
         if failing[0]:
             raise OSError("down")
@@ -213,7 +213,7 @@ async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
 
     assert [0, 1, 3, 6, 9] == [round(moment - start, 1) for moment in attempts]
     assert SUCCESS == await provider.chat("x")
-    assert None is provider._self_core[1]._cooldown
+    assert None is provider._self_core.flight._cooldown
 
 
 def test_a_cooldown_of_another_clock_does_not_apply() -> None:
@@ -501,4 +501,4 @@ def test_a_proxy_with_statuses_pickles() -> None:
     provider = refresh_on_401(Chatty(Script()), refresh=rebuild, statuses={403})
     restored = pickle.loads(pickle.dumps(provider))  # noqa: S301 - our own bytes
 
-    assert restored._self_options.is_unauthorized(Forbidden())
+    assert restored._self_core.options.is_unauthorized(Forbidden())
