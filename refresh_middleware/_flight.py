@@ -50,6 +50,7 @@ __all__ = [
     "call_in_thread_sync",
     "library",
     "now",
+    "trigger",
 ]
 
 T = TypeVar("T")
@@ -281,6 +282,15 @@ _refreshing: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
     "refresh_middleware_refreshing", default=frozenset()
 )
 """The flights (by id) whose refresh the current context is running."""
+
+trigger: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "refresh_middleware_trigger", default="401"
+)
+"""Why the refresh running in this context started: "401", "advisory" or "mandatory".
+
+Set around the host's `refresh`, so what it calls can tell a refresh that may give way (the
+advisory window: someone else is on it, carry on) from one that must wait for fresh
+credentials; `refresh_middleware.shared` takes its fleet lock accordingly."""
 
 
 class _Running(NamedTuple):

@@ -54,6 +54,7 @@ from ._flight import (
     library,
     now,
 )
+from ._flight import trigger as reason
 from ._spec import epoch_seconds, reach
 
 if TYPE_CHECKING:
@@ -614,11 +615,14 @@ async def refresh_async(
 
     async def run() -> Any:
         started = _started(call, generation, stale, trigger)
+        why = reason.set(trigger)
         try:
             fresh = check_replacement(call, stale, await bounded_async(call, stale))
         except Exception as error:
             _failed(call, generation, stale, error, started)
             raise
+        finally:
+            reason.reset(why)
         _succeeded(call, generation, stale, fresh, started)
         return fresh
 
@@ -695,11 +699,14 @@ def refresh_sync(call: Call, generation: int, stale: object, trigger: str = "401
 
     def run() -> Any:
         started = _started(call, generation, stale, trigger)
+        why = reason.set(trigger)
         try:
             fresh = check_replacement(call, stale, bounded_sync(call, stale))
         except Exception as error:
             _failed(call, generation, stale, error, started)
             raise
+        finally:
+            reason.reset(why)
         _succeeded(call, generation, stale, fresh, started)
         return fresh
 
