@@ -88,7 +88,7 @@ class LoopbackStats:
     gemini_requests: int = 0
     """Requests to ``POST /v1beta/models/{model}:generateContent`` or ``:streamGenerateContent``."""
     unauthorized: int = 0
-    """Responses with status 401 plus injected ``authentication_error`` stream events."""
+    """Responses with status 401 plus auth errors injected into streams, in any dialect."""
     tokens_issued: int = 0
     """Bearer tokens handed out, by the endpoint or by `LoopbackLLMServer.issue_token`."""
     streams_completed: int = 0
