@@ -82,6 +82,13 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             "add '__weakref__' to its __slots__"
         )
         raise TypeError(msg)
+    if options.hands_out:
+        msg = (
+            "hands_out is for a wrapped instance, whose other methods run on the provider; the "
+            f"methods of a decorated class run on the instance already, so {cls.__name__} "
+            "needs none"
+        )
+        raise TypeError(msg)
     methods: dict[str, Method] = {}
     for name in options.calls + options.streams:
         if "." in name:
@@ -191,6 +198,10 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
             - `retry_arguments`: for APIs that take the key per call, called with the fresh
               provider and the call's `args` and `kwargs` before a retry; returns the
               `(args, kwargs)` to retry with, so a stale key is never sent twice.
+            - `hands_out`: names of the provider's methods that hand the provider itself out
+              (return it, or build something around it, as pydantic-ai's
+              `_with_serving_wrapper` and LangChain's `bind` do). They run with the proxy as
+              `self`, so what they hand out is the proxy and its calls still refresh.
 
     Raises:
         TypeError: `refresh` or a hook is not callable; an option has the wrong type; the

@@ -182,7 +182,7 @@ class _Branch:
         if holder is None:
             return self
         inner: object = getattr(holder.__wrapped__, self.part)
-        return _proxy_class(type(inner), self.plan, PathProxy)(inner, _root(holder))
+        return _proxy_class(type(inner), self.plan, PathProxy, ())(inner, _root(holder))
 
 
 class Step(NamedTuple):
@@ -201,28 +201,37 @@ Plan = tuple[Step, ...]
 _CACHE = "__refresh_on_401_proxies__"
 
 
-def _proxy_class(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+def _proxy_class(
+    owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]
+) -> type[Any]:
     """The proxy class for instances of `owner` with these names intercepted (cached).
 
     The cache lives in `owner`'s own namespace: a class made at run time and dropped takes its
     proxy classes with it, which a global cache keyed by class would keep alive forever.
     """
-    cache: dict[tuple[Plan, type[Any]], type[Any]] | None = owner.__dict__.get(_CACHE)
+    key = (plan, base, hands_out)
+    cache: dict[tuple[Plan, type[Any], tuple[str, ...]], type[Any]] | None
+    cache = owner.__dict__.get(_CACHE)
     if cache is None:
         cache = {}
         try:
             type.__setattr__(owner, _CACHE, cache)
         except (TypeError, AttributeError):  # a builtin or frozen type: build each time
-            return _build(owner, plan, base)
-    key = (plan, base)
+            return _build(owner, *key)
     cls = cache.get(key)
     if cls is None:
-        cls = cache[key] = _build(owner, plan, base)
+        cls = cache[key] = _build(owner, *key)
     return cls
 
 
-def _build(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+def _build(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
     namespace: dict[str, Any] = {"__slots__": ()}
+    for name in hands_out:
+        # The class's own function, found on the proxy's class: Python binds it to the proxy,
+        # so the provider it hands out (`wrap(self)`, `RunnableBinding(bound=self)`) is that.
+        function = inspect.getattr_static(owner, name, None)
+        if isinstance(function, types.FunctionType):
+            namespace[name] = function
     branches: dict[str, list[Step]] = {}
     for step in plan:
         part, _, below = step.rest.partition(".")
@@ -266,7 +275,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
     plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
     flight: Flight[Any] = Flight(provider, cooldown=options.cooldown)
-    cls = _proxy_class(type(provider), plan, RefreshingProxy)
+    cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
     return cls(provider, Core(methods, flight, options))
 
 
