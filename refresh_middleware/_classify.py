@@ -249,6 +249,12 @@ def is_unauthorized_error(value: object) -> bool:
 
     """
     try:
+        if isinstance(value, BaseException):
+            # The common case, an SDK error carrying an HTTP error status, settled at once
+            # (the walk below would find the same first): every caller of a herd asks this.
+            status = getattr(value, "status_code", None)
+            if type(status) is int and 400 <= status <= 599:
+                return status == 401
         return _Walk().verdict(value) is True
     except Exception:  # noqa: BLE001 - a classifier that raises would turn a 401 into a crash
         return False
