@@ -24,10 +24,6 @@ pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
 )
 
-ROLE_CHUNK = (
-    "kind_of: the role-only first chunk (AIMessageChunk or ChatGenerationChunk with empty "
-    "content) is METADATA, so an error after it is still retried"
-)
 # Runnable methods that hand the model out (build a binding, a sequence or a batch around it):
 # run with the proxy as self, what they build calls the intercepted methods.
 HANDS_OUT = (
@@ -147,7 +143,6 @@ def test_astream_herd_on_an_expired_token(threaded):
     assert expected() == herd(threaded, wrapped(threaded), streamed)
 
 
-@pytest.mark.xfail(strict=True, reason=ROLE_CHUNK)
 def test_astream_401_event_before_text_is_retried(threaded):
     """An auth error event after the role-only chunk, before text, is retried."""
     assert expected(1) == in_stream_error(threaded, wrapped(threaded), streamed)
@@ -234,7 +229,6 @@ def test_stream_from_threads_on_an_expired_token(threaded, sync_model):
     assert expected() == outcome(threaded, keys, texts)
 
 
-@pytest.mark.xfail(strict=True, reason=ROLE_CHUNK)
 def test_stream_from_a_thread_401_event_before_text_is_retried(threaded, sync_model):
     """A sync stream with an auth error event before text is retried: the text comes once."""
     keys, model = sync_model
@@ -298,7 +292,6 @@ def test_class_mode_prompt_model_parser_astream_herd(threaded):
     assert expected() == herd(threaded, make, one)
 
 
-@pytest.mark.xfail(strict=True, reason=ROLE_CHUNK)
 def test_class_mode_astream_401_event_before_text_is_retried(threaded):
     """A decorated subclass: an auth error event before text is retried, the text comes once."""
     assert expected(1) == in_stream_error(threaded, subclassed(threaded), streamed)
