@@ -65,6 +65,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("python", "tools/unasync.py", "--check")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHONS[0], tags=["check"])

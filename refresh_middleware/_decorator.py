@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, Unpack, cast, overload
 
 from ._flight import Flight
-from ._proxy import intercepting, original_of, wrap_instance
+from ._proxy import entry_for, intercepting, original_of, wrap_instance
 from ._retry import Call
 from ._spec import Method, Options, RefreshOptions, Shape, check_methods
 
@@ -92,7 +92,8 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
     check_methods(methods, options, cls.__name__)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
-        setattr(cls, name, intercepting(original, method, _call_of(method)))
+        replacement = intercepting(original, method.shape, entry_for(method), _call_of(method))
+        setattr(cls, name, replacement)
     return cls
 
 

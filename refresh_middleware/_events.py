@@ -24,6 +24,7 @@ __all__ = [
     "RefreshSucceeded",
     "RefreshTimedOut",
     "RefreshTimeoutError",
+    "ReentrantRefreshError",
     "RetrySkipped",
     "emit",
     "logger",
@@ -99,6 +100,14 @@ class RefreshTimeoutError(RefreshError, TimeoutError):
 
 class RefreshCooldownError(RefreshError):
     """A refresh failed moments ago; the next is not tried until the cooldown has passed."""
+
+
+class ReentrantRefreshError(RefreshError):
+    """A refresh called the provider it refreshes, and that call met a 401 as well.
+
+    Waiting for the refresh in progress would be waiting for itself: the inner call's 401 is
+    raised at once, with this as the reason, and the refresh decides what to make of it.
+    """
 
 
 class NotReplayableError(RefreshError):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
 
 import sniffio
 
-from ._events import RefreshCooldownError, RefreshError
+from ._events import ReentrantRefreshError, RefreshCooldownError
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -44,7 +44,6 @@ __all__ = [
     "Current",
     "Flight",
     "Outcome",
-    "ReentrantRefreshError",
     "Signal",
     "call_in_thread_async",
     "call_in_thread_sync",
@@ -55,14 +54,6 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class ReentrantRefreshError(RefreshError):
-    """A refresh called the provider it is refreshing, and that call met a 401 too.
-
-    Waiting for the refresh in progress would wait for itself; the inner call's 401 is not
-    retried, and the refresh decides what to make of it.
-    """
 
 
 class Current(NamedTuple, Generic[T]):

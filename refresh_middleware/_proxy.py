@@ -73,22 +73,24 @@ ORIGINAL = "__refresh_on_401__"
 """Where an intercepting method keeps the function it replaced."""
 
 
-def intercepting(function: Callable[..., Any], method: Method, call_of: CallOf) -> Any:
+def intercepting(
+    function: Callable[..., Any], shape: Shape, entry: Callable[[Call], Any], call_of: CallOf
+) -> Any:
     """The method that replaces `function` (of a class, or of a proxy class) and refreshes.
 
     It stays what `inspect` saw: an `async def` for a coroutine function, a plain function for
     a plain one (both dressed by `functools.wraps`, and cheap to look up and call), and for
     generator functions a `wrapt.FunctionWrapper`, through which `inspect` sees the original.
+    Each call is handed to `entry` (the driver) as the `Call` that `call_of` makes of it.
     """
-    entry = entry_for(method)
-    if method.shape is Shape.COROUTINE:
+    if shape is Shape.COROUTINE:
 
         @functools.wraps(function)
         async def awaited(self: Any, /, *args: Any, **kwargs: Any) -> Any:
             return await entry(call_of(self, args, kwargs))
 
         replacement: Any = awaited
-    elif method.shape is Shape.PLAIN:
+    elif shape is Shape.PLAIN:
 
         @functools.wraps(function)
         def plain(self: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -256,8 +258,6 @@ class Step(NamedTuple):
 Plan = tuple[Step, ...]
 
 _CACHE = "__refresh_on_401_proxies__"
-_PLAN_ONLY = Options(refresh=type)
-"""Proxy classes are shared by proxies with other options: their methods read a proxy's own."""
 
 
 def _proxy_class(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
@@ -296,11 +296,11 @@ def _build(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...])
             branches.setdefault(part, []).append(step._replace(rest=below))
             continue
         function = inspect.getattr_static(owner, part, None)
+        entry = _ENTRIES[step.shape, step.stream]
         if isinstance(function, types.FunctionType):
-            method = Method(step.name, step.shape, step.stream, _PLAN_ONLY)
-            namespace[part] = intercepting(function, method, _call_of(step.name))
+            namespace[part] = intercepting(function, step.shape, entry, _call_of(step.name))
         else:
-            namespace[part] = _PerAccess(step.name, part, _ENTRIES[step.shape, step.stream])
+            namespace[part] = _PerAccess(step.name, part, entry)
     for part, steps in branches.items():
         namespace[part] = _Branch(part, tuple(steps))
     return type(f"{base.__name__}[{owner.__qualname__}]", (base,), namespace)

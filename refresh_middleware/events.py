@@ -7,6 +7,7 @@ error texts in events are redacted: bearer tokens, `sk-` keys and token fields a
 from ._events import CallRetried as CallRetried
 from ._events import Event as Event
 from ._events import NotReplayableError as NotReplayableError
+from ._events import ReentrantRefreshError as ReentrantRefreshError
 from ._events import RefreshCooldownError as RefreshCooldownError
 from ._events import RefreshError as RefreshError
 from ._events import RefreshFailed as RefreshFailed
@@ -21,6 +22,7 @@ __all__ = [
     "CallRetried",
     "Event",
     "NotReplayableError",
+    "ReentrantRefreshError",
     "RefreshCooldownError",
     "RefreshError",
     "RefreshFailed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import AsyncProvider, Script, SyncProvider, Unauthorized
 
 import refresh_middleware
 import refresh_middleware.classify
+import refresh_middleware.events
 from refresh_middleware import refresh_on_401
 
 SUCCESS = {"type": "message", "content": "ok"}
@@ -29,6 +31,31 @@ def test_public_names_are_exactly_the_promised_ones() -> None:
     assert refresh_middleware.is_unauthorized_error is (
         refresh_middleware.classify.is_unauthorized_error
     )
+    assert [
+        "CallRetried",
+        "Event",
+        "NotReplayableError",
+        "ReentrantRefreshError",
+        "RefreshCooldownError",
+        "RefreshError",
+        "RefreshFailed",
+        "RefreshStarted",
+        "RefreshSucceeded",
+        "RefreshTimedOut",
+        "RefreshTimeoutError",
+        "RetrySkipped",
+        "redact",
+    ] == refresh_middleware.events.__all__
+
+
+def test_the_typed_options_are_the_options_there_are() -> None:
+    """The keyword options the type checkers know are exactly those Options defines (and
+    checks); the defaults live in Options alone."""
+    from refresh_middleware._spec import Options, RefreshOptions
+
+    fields = [field.name for field in dataclasses.fields(Options) if field.name != "refresh"]
+
+    assert fields == list(RefreshOptions.__annotations__)
 
 
 def test_the_decorator_form_wraps_an_instance() -> None:
@@ -258,12 +285,13 @@ def test_proxies_of_one_class_share_one_proxy_class_whatever_their_options() -> 
         return stale  # pragma: no cover - no 401 here
 
     first = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
+    cached = len(vars(SyncProvider)["__refresh_on_401_proxies__"])
     for seconds in range(1, 300):
         refresh_on_401(SyncProvider(Script()), refresh=rebuild, refresh_timeout=seconds)
     last = refresh_on_401(SyncProvider(Script()), refresh=rebuild)
 
     assert type(first) is type(last)
-    assert 1 == len(vars(SyncProvider)["__refresh_on_401_proxies__"])
+    assert cached == len(vars(SyncProvider)["__refresh_on_401_proxies__"])
 
 
 def test_the_test_kit_lists_the_server_names_it_imports_lazily() -> None:

@@ -11,6 +11,7 @@ a `# pyright: ignore` beside it would always be reported as unnecessary; one com
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import assert_type
 
@@ -60,6 +61,35 @@ assert_type(refresh_on_401(Provider("k"), refresh=renew), Provider)
 assert_type(refresh_on_401(Provider("k"), refresh=renew_async), Provider)
 assert_type(refresh_on_401(Provider("k"), refresh=lambda stale: Provider(stale.key)), Provider)
 assert_type(refresh_on_401(Provider("k"), refresh=rebuild, calls="chat", streams=()), Provider)
+
+# -- the options are keyword arguments, typed once ------------------------------------------------
+
+
+def fresh_key(
+    provider: Provider, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[tuple[object, ...], dict[str, object]]:
+    return args, {**kwargs, "api_key": provider.key}
+
+
+def expiry(provider: Provider) -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+assert_type(
+    refresh_on_401(
+        Provider("k"),
+        refresh=rebuild_async,
+        calls=(),
+        streams=("client.chat.completions.create",),
+        hands_out=("bind",),
+        retry_arguments=fresh_key,
+        expires_at=expiry,
+        refresh_timeout=None,
+    ),
+    Provider,
+)
+refresh_on_401(Provider("k"), refresh=rebuild, stream="chat_stream")  # type: ignore[call-overload]
+refresh_on_401(Provider("k"), refresh=rebuild, refresh_timeout="30")  # type: ignore[call-overload]
 
 # -- the decorator form, applied to an instance -------------------------------------------------
 
