@@ -24,11 +24,11 @@ not, and a manager's `__aexit__` gets the exception that ended the consumer's bl
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import wrapt
 
-from ._classify import GateAction
+from ._classify import GateAction, ItemKind
 from ._retry import (
     Attempt,
     Call,
@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 
+DONE: Final = ItemKind.DONE
+
+
 def _not_a_stream(call: Call, value: object) -> TypeError:
     return TypeError(
         f"{call.method.name} returned {type(value).__name__} where a stream was being read"
@@ -66,17 +69,18 @@ def _not_a_stream(call: Call, value: object) -> TypeError:
 # unasync source begins
 
 
-async def items_async(call: Call) -> AsyncGenerator[Any, None]:
+async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, PLR0912
     """Forward the items of the current attempt through the gate, retrying as it says.
 
     A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
     read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here.
+    in any other way, is closed here. Every streamed item passes here: the loops are written
+    out flat, in one function.
     """
     gate = call.gate
     done = False
     try:
-        while True:
+        while not gate.passthrough:
             opened = call.opened or await _reopen_async(call)
             try:
                 item = await opened.items.__anext__()
@@ -98,6 +102,20 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:
                 failed = None
             if not await _retry_async(call, opened, failed):
                 yield item  # the error item, as it came: the refresh meant to fix it failed
+                return
+        # The bypass, in this one place. Committed, with no usage left to carry, the gate would
+        # forward every later item as it came and raise every error; only a DONE item matters.
+        # Asking `kind_of` alone instead of the gate saves about 300 ns a streamed chunk: a third
+        # of what the wrapper adds to the openai SDK's own client CPU (`nox -s bench`).
+        next_item, kind_of, end = cast("Attempt", call.opened).items.__anext__, gate.kind_of, DONE
+        while True:
+            try:
+                item = await next_item()
+            except StopAsyncIteration:
+                return
+            yield item
+            if kind_of(item) is end:
+                done = True
                 return
     finally:
         if not (done and call.view is not None):
@@ -178,17 +196,18 @@ class AsyncStreamView(wrapt.ObjectProxy[Any]):
 # Written by tools/unasync.py from the source above: edit that, then run it.
 
 
-def items_sync(call: Call) -> Generator[Any]:
+def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
     """Forward the items of the current attempt through the gate, retrying as it says.
 
     A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
     read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here.
+    in any other way, is closed here. Every streamed item passes here: the loops are written
+    out flat, in one function.
     """
     gate = call.gate
     done = False
     try:
-        while True:
+        while not gate.passthrough:
             opened = call.opened or _reopen_sync(call)
             try:
                 item = opened.items.__next__()
@@ -210,6 +229,20 @@ def items_sync(call: Call) -> Generator[Any]:
                 failed = None
             if not _retry_sync(call, opened, failed):
                 yield item  # the error item, as it came: the refresh meant to fix it failed
+                return
+        # The bypass, in this one place. Committed, with no usage left to carry, the gate would
+        # forward every later item as it came and raise every error; only a DONE item matters.
+        # Asking `kind_of` alone instead of the gate saves about 300 ns a streamed chunk: a third
+        # of what the wrapper adds to the openai SDK's own client CPU (`nox -s bench`).
+        next_item, kind_of, end = cast("Attempt", call.opened).items.__next__, gate.kind_of, DONE
+        while True:
+            try:
+                item = next_item()
+            except StopIteration:
+                return
+            yield item
+            if kind_of(item) is end:
+                done = True
                 return
     finally:
         if not (done and call.view is not None):
