@@ -31,8 +31,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._oauth import ROTATING_GRANTS, OAuthGrants
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable
 
     from hypercorn.typing import Framework  # pyright: ignore[reportUnknownVariableType]
     from starlette.requests import Request
@@ -325,6 +327,10 @@ class LoopbackLLMServer:
         }
         self._counts: Counter[str] = Counter()
         self._base_url: str | None = None
+        self.oauth: Final = OAuthGrants(
+            issue=self.issue_token, revoke=self._revoke, token_ttl=token_ttl
+        )
+        """Rotating refresh tokens with reuse detection, at the same token endpoint."""
         self.app: Final = Starlette(
             routes=[
                 Route("/oauth/token", self._token_endpoint, methods=["POST"]),
@@ -404,6 +410,11 @@ class LoopbackLLMServer:
         """
         with self._lock:
             self._pending_errors[api].extend(itertools.repeat(mode, count))
+
+    def _revoke(self, tokens: Iterable[str]) -> None:
+        with self._lock:
+            for token in tokens:
+                self._expiry_by_token.pop(token, None)
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -492,6 +503,11 @@ class LoopbackLLMServer:
             if isinstance(fields, dict)
             else None
         )
+        if grant_type in ROTATING_GRANTS:
+            answer = await self.oauth.grant(
+                cast("dict[str, object]", fields), partial(_disconnected, request)
+            )
+            return JSONResponse(answer.body, status_code=answer.status)
         if grant_type != "client_credentials":
             return JSONResponse(
                 {"error": "unsupported_grant_type" if grant_type else "invalid_request"},
@@ -556,6 +572,14 @@ class LoopbackLLMServer:
             events = self._events(stream, call, self._take_stream_error("anthropic"))
             return _stream_response(events)
         return JSONResponse(_anthropic_message(call, stream.message_id, text="".join(call.texts)))
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client of `request` has gone away.
+
+    Its body was read, so the one message left for the app is the disconnect.
+    """
+    await request.receive()
 
 
 @asynccontextmanager
