@@ -159,6 +159,12 @@ class RedisStore:
         )
 
     @contextlib.asynccontextmanager
+    async def fresh_client(self) -> AsyncGenerator[coredis.Redis[bytes]]:
+        """A client of its own, entered; the given client when there is one (it is shared)."""
+        async with self._connect() as client:
+            yield client
+
+    @contextlib.asynccontextmanager
     async def open(self, key: str) -> AsyncGenerator[_RedisSession]:
         """A connected session on the record and lock of `key`.
 
@@ -345,14 +351,22 @@ class _RedisSession:
 
         with anyio.CancelScope(shield=True):
             try:
-                await self._call(
-                    "release the lock",
-                    self.client.eval(_RELEASE, keys=[self.lock_key], args=[lease.token]),
-                )
-            except Exception as error:  # noqa: BLE001 - the lease runs out on its own
-                logger.warning(
-                    "refresh_middleware: %r could not release the lock of %r: %s",
-                    self.store,
-                    self.key,
-                    describe(error),
-                )
+                await self._release(self.client, lease)
+            except Exception:  # noqa: BLE001 - cancelled: the session's connection is closed
+                try:
+                    # A cancellation closes the session's connection with the rest of the
+                    # cancelled scope; a fresh one, made under the shield, can still release.
+                    async with self.store.fresh_client() as client:
+                        await self._release(client, lease)
+                except Exception as error:  # noqa: BLE001 - the lease runs out on its own
+                    logger.warning(
+                        "refresh_middleware: %r could not release the lock of %r: %s",
+                        self.store,
+                        self.key,
+                        describe(error),
+                    )
+
+    async def _release(self, client: coredis.Redis[bytes], lease: Lease) -> None:
+        await self._call(
+            "release the lock", client.eval(_RELEASE, keys=[self.lock_key], args=[lease.token])
+        )
