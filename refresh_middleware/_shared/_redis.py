@@ -160,8 +160,9 @@ class RedisStore:
 
     @contextlib.asynccontextmanager
     async def fresh_client(self) -> AsyncGenerator[coredis.Redis[bytes]]:
-        """A client of its own, entered; the given client when there is one (it is shared)."""
-        async with self._connect() as client:
+        """A client of its own, connected; the given client when there is one (it is shared)."""
+        client = self._connect()
+        async with client.connection_pool:
             yield client
 
     @contextlib.asynccontextmanager
@@ -176,7 +177,9 @@ class RedisStore:
         session = _RedisSession(self, client, key)
         raised: list[BaseException] = []
         try:
-            async with client:
+            # The pool, not the client: a pool counts its users, so a client the host entered
+            # in a task above this one is shared, and one nobody entered is entered here.
+            async with client.connection_pool:
                 try:
                     yield session
                 except BaseException as error:
@@ -188,7 +191,7 @@ class RedisStore:
             if raised:
                 _raise_as_itself(raised[0])
             if isinstance(error, Exception) and _unreachable(error):
-                raise session.unavailable("cannot connect", error) from error
+                raise session.unavailable("the connection failed", error) from error
             raise
 
 

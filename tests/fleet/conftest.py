@@ -6,6 +6,7 @@ and stopped after; CI installs Debian's redis-server (.ci/run).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import sys
 from pathlib import Path
@@ -60,3 +61,10 @@ async def loopback():
     """A loopback LLM server with rotating refresh tokens, in the test's trio run."""
     async with open_loopback_server() as server:
         yield server
+
+
+@pytest.fixture
+def collect_garbage():
+    """Collect garbage before the test ends, so its leaks are reported as its own."""
+    yield
+    gc.collect()
