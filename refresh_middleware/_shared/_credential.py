@@ -237,9 +237,7 @@ class SharedCredential:
         """The stored record, or the initial grant when there is none (the flight's run)."""
         known = self._flight.current.value
         async with self.store.open(self.key) as session:
-            stored = await self._read(session) or await self._locked(
-                session, None, advisory=False
-            )
+            stored = await self._read(session) or await self._locked(session, None, advisory=False)
         return cast("Credential", newest(stored, known))
 
     async def _renew(self, stale: Credential, mine: _Mine, *, advisory: bool) -> Credential:

@@ -10,8 +10,8 @@ from typing import Any
 
 import trio
 
-from refresh_middleware.shared import Credential, FileStore, RedisStore
 from refresh_middleware._shared._records import encode
+from refresh_middleware.shared import Credential, FileStore, RedisStore
 
 _tokens = itertools.count(1)
 

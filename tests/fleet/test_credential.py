@@ -174,12 +174,11 @@ async def test_a_401_renewal_goes_again_after_an_advisory_one_gave_way(store):
     async def after_a_401() -> None:
         got["401"] = await shared.renew(stale)
 
-    async with trio.open_nursery() as nursery:
-        async with held(store, KEY):
-            nursery.start_soon(advisory)
-            await trio.sleep(0.02)  # the advisory renewal is trying the lock: queue behind it
-            nursery.start_soon(after_a_401)
-            await trio.sleep(0.3)
+    async with trio.open_nursery() as nursery, held(store, KEY):
+        nursery.start_soon(advisory)
+        await trio.sleep(0.02)  # the advisory renewal is trying the lock: queue behind it
+        nursery.start_soon(after_a_401)
+        await trio.sleep(0.3)
     assert (stale, 2, 2) == (got["advisory"], got["401"].generation, fetch.calls)
 
 
@@ -188,7 +187,7 @@ async def test_a_lock_not_obtained_in_time_is_a_typed_error(store):
     shared = SharedCredential(store, key=KEY, fetch=Fetcher(), lock_timeout=0.2)
     stale = await shared.current()
     async with held(store, KEY):
-        with pytest.raises(LockTimeoutError, match="not obtained within 0.2 s") as caught:
+        with pytest.raises(LockTimeoutError, match=r"not obtained within 0\.2 s") as caught:
             await shared.renew(stale)
     assert (KEY, repr(store)) == (caught.value.key, caught.value.store)
 
@@ -265,7 +264,11 @@ async def test_a_plain_fetch_runs_in_a_worker_thread(store):
 async def test_a_plain_fetch_that_returns_an_awaitable_is_awaited(store):
     """A plain callable returning a coroutine (a lambda around an async function) works."""
     fetch = Fetcher()
-    got = await SharedCredential(store, key=KEY, fetch=lambda current: fetch(current)).current()
+
+    def plain(current: Credential | None):
+        return fetch(current)
+
+    got = await SharedCredential(store, key=KEY, fetch=plain).current()
     assert (1, 1) == (fetch.calls, got.generation)
 
 

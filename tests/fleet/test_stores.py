@@ -8,6 +8,7 @@ import stat
 import sys
 import threading
 import time
+from typing import Self
 
 import coredis
 import pytest
@@ -137,7 +138,9 @@ def test_a_fetch_that_takes_too_long_under_asyncio_is_a_typed_error(tmp_path):
         raise AssertionError
 
     async def main() -> None:
-        await SharedCredential(FileStore(tmp_path), key=KEY, fetch=hang, fetch_timeout=0.05).current()
+        await SharedCredential(
+            FileStore(tmp_path), key=KEY, fetch=hang, fetch_timeout=0.05
+        ).current()
 
     with pytest.raises(FetchTimeoutError):
         asyncio.run(main())
@@ -164,7 +167,7 @@ def test_a_file_store_says_where_it_is(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# RedisStore: construction
+# RedisStore, as it is made
 
 
 def test_a_redis_store_never_shows_a_password():
@@ -188,7 +191,7 @@ def test_a_redis_store_without_coredis_says_which_extra_to_install(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------
-# RedisStore: against a real redis-server
+# RedisStore, against a real redis-server
 
 
 @pytest.mark.usefixtures("collect_garbage")
@@ -249,7 +252,7 @@ async def test_a_lease_that_runs_out_under_a_paused_holder_keeps_the_newer_recor
 
     async def paused(current: Credential | None) -> Credential:
         started.set()
-        time.sleep(1.2)  # a GC pause, a frozen VM: its loop (and lease renewal) stand still
+        time.sleep(1.2)  # noqa: ASYNC251 - a GC pause, a frozen VM: its loop (and lease renewal) stand still
         return Credential("paused", "r-paused")
 
     results: list[Credential] = []
@@ -291,11 +294,14 @@ async def test_a_redis_killed_during_a_fetch_fails_closed(own_redis, caplog):
         await trio.sleep(0.3)  # past a third of the lease: a renewal was tried
         return Credential("lost", "r")
 
-    with caplog.at_level(logging.WARNING, "refresh_middleware"):
-        with pytest.raises(StoreUnavailableError, match="cannot write the record"):
-            await SharedCredential(store, key=KEY, fetch=fetch, fetch_timeout=0.5).current()
+    with (
+        caplog.at_level(logging.WARNING, "refresh_middleware"),
+        pytest.raises(StoreUnavailableError, match="cannot write the record"),
+    ):
+        await SharedCredential(store, key=KEY, fetch=fetch, fetch_timeout=0.5).current()
     assert ("could not renew the lease", "could not release the lock") == tuple(
-        text for text in ("could not renew the lease", "could not release the lock")
+        text
+        for text in ("could not renew the lease", "could not release the lock")
         if text in caplog.text
     )
 
@@ -307,7 +313,7 @@ class RefusingClient:
         self.when = when
         self.connection_pool = self
 
-    async def __aenter__(self) -> RefusingClient:
+    async def __aenter__(self) -> Self:
         if self.when == "enter":
             raise RuntimeError("a bug, not an outage")
         return self
