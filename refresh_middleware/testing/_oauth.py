@@ -207,8 +207,7 @@ class OAuthGrants:
         if issued.used:
             # RFC 6749 4.1.2: a code used twice revokes what it was exchanged for.
             self._counts["reuse_detections"] += 1
-            if issued.family is not None:
-                revoked += self._revoke_family(issued.family)
+            revoked += self._revoke_family(cast("_Family", issued.family))  # set when used
             return self._invalid("authorization code already used")
         family = _Family(next(self._families))
         self._codes[code] = _Issued(family, used=True)

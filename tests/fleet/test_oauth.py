@@ -104,6 +104,18 @@ async def test_a_code_used_twice_revokes_what_it_bought(loopback):
     )
 
 
+async def test_a_family_is_revoked_once(loopback):
+    """Reusing a code again, then revoking everything, revokes its family once."""
+    code = loopback.oauth.authorization_code()
+    for _ in range(3):
+        await grant(loopback, grant_type="authorization_code", code=code)
+    loopback.oauth.revoke_all()
+    assert (2, 1) == (
+        loopback.oauth.stats.reuse_detections,
+        loopback.oauth.stats.families_revoked,
+    )
+
+
 @pytest.mark.parametrize(
     "form",
     [
