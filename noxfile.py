@@ -45,9 +45,17 @@ def tests(session: nox.Session) -> None:
     """The test suite with branch coverage; 100% is required."""
     install(session, "tests")
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    # tests/frameworks needs the heavy framework dependencies: the integrations session runs it.
+    session.run("coverage", "run", "-m", "pytest", "--ignore=tests/frameworks", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
+
+
+@nox.session(python=PYTHONS[0], tags=["check"])
+def integrations(session: nox.Session) -> None:
+    """SDKs and frameworks as users hold them (pydantic-ai, LangChain, ...), over loopback."""
+    install(session, "frameworks")
+    session.run("pytest", "tests/frameworks", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0], tags=["check"])

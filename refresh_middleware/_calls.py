@@ -8,16 +8,20 @@ retries once. Only how the first attempt starts differs by shape.
 from __future__ import annotations
 
 import inspect
-from typing import Any, cast
+from typing import Any
 
-from ._retry import Call, Returned, Started, open_async, open_sync, start_plain
+from ._retry import Call, Started, open_async, open_sync, start_plain
 
 __all__ = ["call_coroutine", "call_plain"]
 
 
-async def call_coroutine(call: Call, started: Started | None = None) -> Any:
-    """A coroutine method, or an awaitable a plain method returned: the awaited result."""
-    return cast("Returned", await open_async(call, started)).value
+def call_coroutine(call: Call, started: Started | None = None) -> Any:
+    """A coroutine method, or an awaitable a plain method returned: awaiting gives the result.
+
+    The engine's own coroutine is handed over as it is: a herd of callers waiting on one
+    refresh then waits through the fewest frames.
+    """
+    return open_async(call, started)
 
 
 def call_plain(call: Call) -> Any:
@@ -31,4 +35,4 @@ def call_plain(call: Call) -> Any:
         return call_coroutine(call)
     if inspect.isawaitable(started.value):
         return call_coroutine(call, started)
-    return cast("Returned", open_sync(call, started)).value
+    return open_sync(call, started)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, Unpack, cast, overload
 
 from ._flight import Flight
-from ._proxy import InterceptingWrapper, entry_for, wrap_instance
+from ._proxy import intercepting, original_of, wrap_instance
 from ._retry import Call
 from ._spec import Method, Options, RefreshOptions, Shape, check_methods
 
@@ -50,28 +50,13 @@ class _Flights:
 _flights = _Flights()
 
 
-def _class_interceptor(
-    method: Method,
-) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]:
-    entry = entry_for(method)
+def _call_of(method: Method) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Call]:
+    """How a call of a decorated class's method becomes a `Call`, on its instance's flight."""
 
-    def wrapper(
-        wrapped: object,  # noqa: ARG001 - the original is method.original, called on retry too
-        instance: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        if instance is None:  # called through the class: `MyProvider.chat(provider, ...)`
-            instance, args = args[0], args[1:]
-        flight = _flights.of(instance, method.options)
-        return entry(Call(method, flight, instance, args, kwargs))
+    def call_of(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        return Call(method, _flights.of(instance, method.options), instance, args, kwargs)
 
-    return wrapper
-
-
-def _original(found: object) -> Any:
-    """The undecorated function behind a method we intercepted, or what was found."""
-    return found.__wrapped__ if isinstance(found, InterceptingWrapper) else found
+    return call_of
 
 
 def decorate_class(cls: type[T], options: Options) -> type[T]:
@@ -82,6 +67,13 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             "add '__weakref__' to its __slots__"
         )
         raise TypeError(msg)
+    if options.hands_out:
+        msg = (
+            "hands_out is for a wrapped instance, whose other methods run on the provider; the "
+            f"methods of a decorated class run on the instance already, so {cls.__name__} "
+            "needs none"
+        )
+        raise TypeError(msg)
     methods: dict[str, Method] = {}
     for name in options.calls + options.streams:
         if "." in name:
@@ -90,7 +82,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
                 "wrap an instance to intercept it, or decorate the nested object's class"
             )
             raise TypeError(msg)
-        found = _original(inspect.getattr_static(cls, name, None))  # never stack two
+        found = original_of(inspect.getattr_static(cls, name, None))  # never stack two
         if found is None:
             continue
         if not isinstance(found, types.FunctionType):
@@ -100,7 +92,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
     check_methods(methods, options, cls.__name__)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
-        setattr(cls, name, InterceptingWrapper(original, _class_interceptor(method)))
+        setattr(cls, name, intercepting(original, method, _call_of(method)))
     return cls
 
 
@@ -191,6 +183,10 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
             - `retry_arguments`: for APIs that take the key per call, called with the fresh
               provider and the call's `args` and `kwargs` before a retry; returns the
               `(args, kwargs)` to retry with, so a stale key is never sent twice.
+            - `hands_out`: names of the provider's methods that hand the provider itself out
+              (return it, or build something around it, as pydantic-ai's
+              `_with_serving_wrapper` and LangChain's `bind` do). They run with the proxy as
+              `self`, so what they hand out is the proxy and its calls still refresh.
 
     Raises:
         TypeError: `refresh` or a hook is not callable; an option has the wrong type; the

@@ -166,11 +166,13 @@ class Signal:
                 waiters = self._waiters[key] = _Waiters(make(), threading.get_ident(), post)
             return waiters.event
 
-    async def wait_async(self) -> None:
-        """Wait in the running event loop, without blocking it."""
+    def wait_async(self) -> Awaitable[object]:
+        """Wait in the running event loop, without blocking it (await what this returns).
+
+        The loop's own event is awaited directly, one frame less for every waiter of a herd.
+        """
         event = self._waiters_here(*_loop())
-        if event is not None:
-            await event.wait()
+        return _set_already() if event is None else event.wait()
 
     def wait_sync(self, timeout: float | None = None) -> bool:
         """Wait in this thread; False when `timeout` seconds passed first."""
@@ -180,6 +182,10 @@ class Signal:
 
 def _call_now(callback: Callable[[], object]) -> None:
     callback()
+
+
+async def _set_already() -> None:
+    """What waiting on a signal that is set already comes to."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,20 +382,23 @@ class Flight(Generic[T]):
         asked_for, count = self._asked
         return count if asked_for == generation else 0
 
+    # unasync source begins
+
     async def refresh_async(
         self, generation: int, run: Callable[[], Awaitable[T]], *, urgent: bool = False
     ) -> Outcome[T]:
         """Refresh `generation` once, however many callers ask; returns what they all share.
 
-        `run` produces the fresh value; it runs in this task, in at most one caller at a time.
+        `run` produces the fresh value; it runs in this caller, in at most one at a time. A
+        waiting caller waits in its own event loop (or, in the sync form, blocks its thread).
         `urgent` (credentials about to lapse) caps the cooldown at its first delay, so a
         recovered auth server is noticed quickly while a down one still sees few attempts.
         """
-        failures_seen = self._ask(generation)
+        claim, failures_seen = self._claim(generation, None, urgent=urgent)
         while True:
-            claim = self._claim(generation, failures_seen, urgent=urgent)
             if isinstance(claim, Signal):
                 await claim.wait_async()
+                claim, _ = self._claim(generation, failures_seen, urgent=urgent)
                 continue
             if isinstance(claim, Outcome):
                 return claim
@@ -404,15 +413,25 @@ class Flight(Generic[T]):
                 _refreshing.reset(token)
                 self._release(claim)
 
+    # unasync source ends
+    # unasync output begins
+    # Written by tools/unasync.py from the source above: edit that, then run it.
+
     def refresh_sync(
         self, generation: int, run: Callable[[], T], *, urgent: bool = False
     ) -> Outcome[T]:
-        """The thread form of `refresh_async`: waiting blocks this thread, and only this thread."""
-        failures_seen = self._ask(generation)
+        """Refresh `generation` once, however many callers ask; returns what they all share.
+
+        `run` produces the fresh value; it runs in this caller, in at most one at a time. A
+        waiting caller waits in its own event loop (or, in the sync form, blocks its thread).
+        `urgent` (credentials about to lapse) caps the cooldown at its first delay, so a
+        recovered auth server is noticed quickly while a down one still sees few attempts.
+        """
+        claim, failures_seen = self._claim(generation, None, urgent=urgent)
         while True:
-            claim = self._claim(generation, failures_seen, urgent=urgent)
             if isinstance(claim, Signal):
                 claim.wait_sync()
+                claim, _ = self._claim(generation, failures_seen, urgent=urgent)
                 continue
             if isinstance(claim, Outcome):
                 return claim
@@ -427,19 +446,9 @@ class Flight(Generic[T]):
                 _refreshing.reset(token)
                 self._release(claim)
 
+    # unasync output ends
+
     # -- the steps both forms share ------------------------------------------------------------
-
-    def _ask(self, generation: int) -> int:
-        """Count one more caller for `generation`; returns the failure count it saw.
-
-        Taken before waiting, so a failure that happens while the caller waits is shared.
-        """
-        if self._epoch != _fork_epoch:
-            self._after_fork()
-        with self._lock:
-            asked_for, count = self._asked
-            self._asked = (generation, count + 1 if asked_for == generation else 1)
-            return self._failures.seen
 
     def _after_fork(self) -> None:
         # Only the forking thread lives on in the child: a lock another thread held, or a
@@ -449,26 +458,36 @@ class Flight(Generic[T]):
         self._epoch = _fork_epoch
 
     def _claim(
-        self, generation: int, failures_seen: int, *, urgent: bool
-    ) -> Outcome[T] | Signal | _Running:
-        """The caller's next step: an outcome to take, a signal to wait for, or a refresh to run."""
+        self, generation: int, failures_seen: int | None, *, urgent: bool
+    ) -> tuple[Outcome[T] | Signal | _Running, int]:
+        """The caller's next step: an outcome to take, a signal to wait for, or a refresh to run.
+
+        On its first claim (`failures_seen` None) the caller is counted, and learns how many
+        refreshes had failed: one that fails while it waits is then shared with it.
+        """
+        if self._epoch != _fork_epoch:
+            self._after_fork()
         with self._lock:
+            failures = self._failures
+            if failures_seen is None:
+                failures_seen = failures.seen
+                asked_for, count = self._asked
+                self._asked = (generation, count + 1 if asked_for == generation else 1)
             current = self.current
             if current.generation != generation:
-                return Outcome(current.value, None)
-            failures = self._failures
+                return Outcome(current.value, None), failures_seen
             if failures.seen != failures_seen:
-                return Outcome(None, failures.latest)
+                return Outcome(None, failures.latest), failures_seen
             running = self._running
             if running is not None:
                 if id(self) in _refreshing.get():
-                    return Outcome(None, _reentrant())
-                return running.done
+                    return Outcome(None, _reentrant()), failures_seen
+                return running.done, failures_seen
             cooling = self._cooling(urgent=urgent)
             if cooling is not None:
-                return Outcome(None, cooling)
+                return Outcome(None, cooling), failures_seen
             self._running = _Running(generation, Signal())
-            return self._running
+            return self._running, failures_seen
 
     def _cooling(self, *, urgent: bool) -> RefreshCooldownError | None:
         cooldown = self._cooldown

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import pickle
 import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import wrapt
@@ -32,9 +34,16 @@ from ._spec import Method, Options, Shape, check_methods, reach
 from ._streams import stream_async_generator, stream_coroutine, stream_generator, stream_plain
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
-__all__ = ["InterceptingWrapper", "RefreshingProxy", "entry_for", "wrap_instance"]
+__all__ = [
+    "InterceptingWrapper",
+    "RefreshingProxy",
+    "entry_for",
+    "intercepting",
+    "original_of",
+    "wrap_instance",
+]
 
 _ENTRIES: Mapping[tuple[Shape, bool], Callable[[Call], Any]] = {
     (Shape.COROUTINE, False): call_coroutine,
@@ -55,6 +64,59 @@ def entry_for(method: Method) -> Callable[[Call], Any]:
 
 class InterceptingWrapper(wrapt.FunctionWrapper[..., Any]):
     """A method wrapper of ours; lets the decorator refuse to stack a second refresher."""
+
+
+CallOf = Callable[[Any, tuple[Any, ...], dict[str, Any]], Call]
+"""How a method's call becomes a `Call`: from the holder (`self`) and the arguments."""
+
+ORIGINAL = "__refresh_on_401__"
+"""Where an intercepting method keeps the function it replaced."""
+
+
+def intercepting(function: Callable[..., Any], method: Method, call_of: CallOf) -> Any:
+    """The method that replaces `function` (of a class, or of a proxy class) and refreshes.
+
+    It stays what `inspect` saw: an `async def` for a coroutine function, a plain function for
+    a plain one (both dressed by `functools.wraps`, and cheap to look up and call), and for
+    generator functions a `wrapt.FunctionWrapper`, through which `inspect` sees the original.
+    """
+    entry = entry_for(method)
+    if method.shape is Shape.COROUTINE:
+
+        @functools.wraps(function)
+        async def awaited(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return await entry(call_of(self, args, kwargs))
+
+        replacement: Any = awaited
+    elif method.shape is Shape.PLAIN:
+
+        @functools.wraps(function)
+        def plain(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return entry(call_of(self, args, kwargs))
+
+        replacement = plain
+    else:
+
+        def wrapper(
+            wrapped: object,  # noqa: ARG001 - the current provider's method is called instead
+            instance: object,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Any:
+            if instance is None:  # called through the class: `Provider.chat_stream(p, ...)`
+                instance, args = args[0], args[1:]
+            return entry(call_of(instance, args, kwargs))
+
+        return InterceptingWrapper(function, wrapper)
+    setattr(replacement, ORIGINAL, function)
+    return replacement
+
+
+def original_of(found: object) -> Any:
+    """The function an intercepting method replaced, or `found` itself."""
+    if isinstance(found, InterceptingWrapper):
+        return found.__wrapped__
+    return getattr(found, ORIGINAL, None) or found
 
 
 class Core(NamedTuple):
@@ -126,20 +188,15 @@ def _root(holder: RefreshingProxy | PathProxy) -> RefreshingProxy:
     return holder
 
 
-def _interceptor(name: str, entry: Callable[[Call], Any]) -> Any:
-    """The wrapt wrapper of one intercepted method: hand the call to its driver."""
+def _call_of(name: str) -> CallOf:
+    """How a call of the proxy's method `name` becomes a `Call`, on the proxy's flight."""
 
-    def wrapper(
-        wrapped: object,  # noqa: ARG001 - the current provider's method is called instead
-        holder: RefreshingProxy | PathProxy,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
+    def call_of(holder: RefreshingProxy | PathProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
         root = _root(holder)
         core: Core = root._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        return entry(Call(core.methods[name], core.flight, root, args, kwargs))
+        return Call(core.methods[name], core.flight, root, args, kwargs)
 
-    return wrapper
+    return call_of
 
 
 class _PerAccess:
@@ -159,12 +216,12 @@ class _PerAccess:
     def __get__(self, holder: RefreshingProxy | PathProxy | None, owner: object = None) -> Any:
         if holder is None:
             return self
-        wrapper = _interceptor(self.name, self.entry)
+        call_of, entry = _call_of(self.name), self.entry
 
         def bound(
-            wrapped: object, _instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+            _wrapped: object, _instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            return wrapper(wrapped, holder, args, kwargs)
+            return entry(call_of(holder, args, kwargs))
 
         return wrapt.FunctionWrapper(getattr(holder.__wrapped__, self.part), bound)
 
@@ -182,7 +239,7 @@ class _Branch:
         if holder is None:
             return self
         inner: object = getattr(holder.__wrapped__, self.part)
-        return _proxy_class(type(inner), self.plan, PathProxy)(inner, _root(holder))
+        return _proxy_class(type(inner), self.plan, PathProxy, ())(inner, _root(holder))
 
 
 class Step(NamedTuple):
@@ -199,42 +256,51 @@ class Step(NamedTuple):
 Plan = tuple[Step, ...]
 
 _CACHE = "__refresh_on_401_proxies__"
+_PLAN_ONLY = Options(refresh=type)
+"""Proxy classes are shared by proxies with other options: their methods read a proxy's own."""
 
 
-def _proxy_class(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+def _proxy_class(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
     """The proxy class for instances of `owner` with these names intercepted (cached).
 
     The cache lives in `owner`'s own namespace: a class made at run time and dropped takes its
     proxy classes with it, which a global cache keyed by class would keep alive forever.
     """
-    cache: dict[tuple[Plan, type[Any]], type[Any]] | None = owner.__dict__.get(_CACHE)
+    key = (plan, base, hands_out)
+    cache: dict[tuple[Plan, type[Any], tuple[str, ...]], type[Any]] | None
+    cache = owner.__dict__.get(_CACHE)
     if cache is None:
         cache = {}
         try:
             type.__setattr__(owner, _CACHE, cache)
         except (TypeError, AttributeError):  # a builtin or frozen type: build each time
-            return _build(owner, plan, base)
-    key = (plan, base)
+            return _build(owner, *key)
     cls = cache.get(key)
     if cls is None:
-        cls = cache[key] = _build(owner, plan, base)
+        cls = cache[key] = _build(owner, *key)
     return cls
 
 
-def _build(owner: type, plan: Plan, base: type[Any]) -> type[Any]:
+def _build(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
     namespace: dict[str, Any] = {"__slots__": ()}
+    for name in hands_out:
+        # The class's own function, found on the proxy's class: Python binds it to the proxy,
+        # so the provider it hands out (`wrap(self)`, `RunnableBinding(bound=self)`) is that.
+        function = inspect.getattr_static(owner, name, None)
+        if isinstance(function, types.FunctionType):
+            namespace[name] = function
     branches: dict[str, list[Step]] = {}
     for step in plan:
         part, _, below = step.rest.partition(".")
         if below:
             branches.setdefault(part, []).append(step._replace(rest=below))
             continue
-        entry = _ENTRIES[step.shape, step.stream]
         function = inspect.getattr_static(owner, part, None)
         if isinstance(function, types.FunctionType):
-            namespace[part] = InterceptingWrapper(function, _interceptor(step.name, entry))
+            method = Method(step.name, step.shape, step.stream, _PLAN_ONLY)
+            namespace[part] = intercepting(function, method, _call_of(step.name))
         else:
-            namespace[part] = _PerAccess(step.name, part, entry)
+            namespace[part] = _PerAccess(step.name, part, _ENTRIES[step.shape, step.stream])
     for part, steps in branches.items():
         namespace[part] = _Branch(part, tuple(steps))
     return type(f"{base.__name__}[{owner.__qualname__}]", (base,), namespace)
@@ -266,7 +332,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
     plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
     flight: Flight[Any] = Flight(provider, cooldown=options.cooldown)
-    cls = _proxy_class(type(provider), plan, RefreshingProxy)
+    cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
     return cls(provider, Core(methods, flight, options))
 
 
@@ -278,7 +344,7 @@ def _inner(provider: object, options: Options) -> object:
         return _inner(provider.__wrapped__, options)  # type: ignore[attr-defined]
     for name in options.calls + options.streams:
         found = inspect.getattr_static(type(provider), name.partition(".")[0], None)
-        if isinstance(found, InterceptingWrapper):
+        if original_of(found) is not found:
             msg = (
                 f"{type(provider).__name__} is a class decorated with refresh_on_401 already; "
                 "its instances refresh on their own and must not be wrapped again"

@@ -66,7 +66,6 @@ __all__ = [
     "NOTHING",
     "Attempt",
     "Call",
-    "Returned",
     "Started",
     "adopt_iterable",
     "attach_refresh_failure",
@@ -77,6 +76,8 @@ __all__ = [
     "open_sync",
     "recover_async",
     "recover_sync",
+    "run_async",
+    "run_sync",
     "start_plain",
 ]
 
@@ -109,12 +110,6 @@ class Attempt(NamedTuple):
     close: Any
     """Ends it (an `AsyncCloser` or a `SyncCloser`); takes the exception that ended the
     consumer's block, for a stream manager's `__exit__`."""
-
-
-class Returned(NamedTuple):
-    """The value an attempt resolved to, when it is no stream: the result of a call."""
-
-    value: Any
 
 
 class Started(NamedTuple):
@@ -164,8 +159,10 @@ class Call:
 
     def current(self) -> Current[Any]:
         """The generation and provider a new attempt starts on."""
-        generation, value = self.flight.current
-        return Current(generation, self.holder if value is None else value)
+        current = self.flight.current
+        if current.value is None:  # class mode: the instance is the provider
+            return Current(current.generation, self.holder)
+        return current
 
     def start(self, provider: object) -> Any:
         """Call the original method on `provider`: a new attempt, not yet awaited or opened."""
@@ -192,6 +189,10 @@ def in_event_loop() -> bool:
 # the policy's pure steps
 
 
+# Argument types that are never one-shot, checked before the (slower) ABC check.
+_REPLAYABLE: Final = frozenset({type(None), str, bytes, int, float, bool, tuple, list, dict})
+
+
 def unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """Why the arguments cannot be sent again, or None when they can.
 
@@ -199,10 +200,11 @@ def unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     what is left of it, silently different.
     """
     for name, value in itertools.chain(enumerate(args), kwargs.items()):
-        if isinstance(value, Iterator | AsyncIterator):
-            kind = type(cast("object", value)).__name__
-            where = f"argument {name!r}" if isinstance(name, str) else f"argument {name}"
-            return f"{where} is a one-shot {kind}, consumed by the first attempt"
+        if type(value) in _REPLAYABLE or not isinstance(value, Iterator | AsyncIterator):
+            continue
+        kind = type(cast("object", value)).__name__
+        where = f"argument {name!r}" if isinstance(name, str) else f"argument {name}"
+        return f"{where} is a one-shot {kind}, consumed by the first attempt"
     return None
 
 
@@ -479,23 +481,21 @@ def bounded_sync(call: Call, stale: object) -> Any:
 # primitives, written twice: adopting what a method returned, and closing it
 
 
-async def adopt_async(call: Call, current: Current[Any], started: Any) -> Attempt | Returned:
-    """Open what the method returned: await an awaitable, enter a manager, find the iterator.
+async def adopt_async(call: Call, current: Current[Any], started: Any) -> Any:
+    """Open what a stream method returned: await an awaitable, enter a manager, find the items.
 
-    A call's result is always a value. A stream method's result is a stream when it can be
-    iterated asynchronously (`__anext__` or `__aiter__`), a manager when it can only be
-    entered (`anthropic`'s `messages.stream()`, pydantic-ai's `request_stream()`), and a value
-    otherwise.
+    It is a stream when it can be iterated asynchronously (`__anext__` or `__aiter__`), a
+    manager when it can only be entered (`anthropic`'s `messages.stream()`, pydantic-ai's
+    `request_stream()`); anything else is a value, returned as it is.
     """
     while True:
-        streams = call.method.stream
-        if streams and hasattr(started, "__aiter__"):
+        if hasattr(started, "__aiter__"):
             return call.adopt(_async_attempt(current, started, None))
-        if streams and hasattr(started, "__aenter__"):
+        if hasattr(started, "__aenter__"):
             stream = await started.__aenter__()
             return call.adopt(_async_attempt(current, stream, started))
         if not inspect.isawaitable(started):
-            return Returned(started)
+            return started
         started = await started
 
 
@@ -538,10 +538,10 @@ def _closer_of(stream: object) -> Callable[[], object] | None:
     return getattr(stream, "aclose", None) or getattr(stream, "close", None)
 
 
-def adopt_sync(call: Call, current: Current[Any], started: Any) -> Attempt | Returned:
+def adopt_sync(call: Call, current: Current[Any], started: Any) -> Any:
     """The sync form of `adopt_async`: a sync stream is an iterator (`__next__`)."""
-    if not (call.method.stream and hasattr(started, "__next__")):
-        return Returned(started)
+    if not hasattr(started, "__next__"):
+        return started
     close = getattr(started, "close", None)
 
     def closer(_: BaseException | None) -> None:
@@ -607,40 +607,31 @@ def close_sync(call: Call, error: BaseException | None = None) -> None:
 # unasync source begins
 
 
-async def refresh_async(
-    call: Call, generation: int, stale: object, trigger: str = "401"
-) -> Outcome[Any]:
-    """Refresh the credentials of `generation`, shared with every caller that asks for it."""
-    library()  # async only: an unsupported event loop is said at once, not as a refresh failure
-
-    async def run() -> Any:
-        started = _started(call, generation, stale, trigger)
-        why = reason.set(trigger)
-        try:
-            fresh = check_replacement(call, stale, await bounded_async(call, stale))
-        except Exception as error:
-            _failed(call, generation, stale, error, started)
-            raise
-        finally:
-            reason.reset(why)
-        _succeeded(call, generation, stale, fresh, started)
-        return fresh
-
-    outcome = await call.flight.refresh_async(generation, run, urgent=trigger == MANDATORY)
-    if outcome.error is None:
-        return Outcome(call.current().value, None)
-    return outcome
+async def run_async(call: Call, generation: int, stale: object, trigger: str) -> Any:
+    """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    started = _started(call, generation, stale, trigger)
+    why = reason.set(trigger)
+    try:
+        fresh = check_replacement(call, stale, await bounded_async(call, stale))
+    except Exception as error:
+        _failed(call, generation, stale, error, started)
+        raise
+    finally:
+        reason.reset(why)
+    _succeeded(call, generation, stale, fresh, started)
+    return fresh
 
 
 async def ready_async(call: Call) -> Current[Any]:
     """The generation and provider to start on, refreshed first when about to expire."""
     current = call.current()
-    if call.method.options.expires_at is None:
-        return current
     window = _window(call, current)
     if window is None or (window.name == ADVISORY and call.flight.busy()):
         return current
-    outcome = await refresh_async(call, current.generation, current.value, window.name)
+    library()  # async only: an unsupported event loop is said at once, not as a failure
+    run = functools.partial(run_async, call, current.generation, current.value, window.name)
+    urgent = window.name == MANDATORY
+    outcome = await call.flight.refresh_async(current.generation, run, urgent=urgent)
     return _ahead(call, current, window, outcome)
 
 
@@ -651,7 +642,9 @@ async def recover_async(
 
     When not, the refresh failure is attached to `failed`, the 401 raised (if it was raised).
     """
-    outcome = await refresh_async(call, generation, stale)
+    library()  # async only: an unsupported event loop is said at once, not as a failure
+    run = functools.partial(run_async, call, generation, stale, "401")
+    outcome = await call.flight.refresh_async(generation, run)
     reason = _retrying(call, stale, outcome)
     if reason is None:
         return True
@@ -660,33 +653,37 @@ async def recover_async(
     return False
 
 
-async def open_async(call: Call, started: Started | None = None) -> Attempt | Returned:
+async def open_async(call: Call, started: Started | None = None) -> Any:
     """Start an attempt and open it; a 401 on the way is refreshed and retried as the gate says.
 
-    `started` is a first attempt the method already returned, with what it was started on.
+    Returns the open `Attempt` of a stream, or the value a call (or a stream method called
+    for a value) resolved to. `started` is a first attempt the method already returned, with
+    what it was started on.
     """
-    gate = call.gate
+    gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        current = await ready_async(call) if started is None else started.current
+        current, value = started or (await ready_async(call) if ahead else call.current(), NOTHING)
         try:
-            attempt = call.start(current.value) if started is None else started.value
-            opened = await adopt_async(call, current, attempt)
+            value = call.start(current.value) if value is NOTHING else value
+            if call.method.stream:
+                value = await adopt_async(call, current, value)
+            while inspect.isawaitable(value):  # async only
+                value = await value  # async only
         except Exception as error:
-            if gate.on_exception(error) is not GateAction.RETRY:
+            if gate.on_exception(error) is not RETRY:
                 raise
             failed: BaseException | None = error
-            returned: Returned | None = None
         else:
-            if isinstance(opened, Attempt) or gate.on_item(opened.value)[0] is not RETRY:
-                return opened
-            failed, returned = None, opened
+            if type(value) is Attempt or gate.on_item(value)[0] is not RETRY:
+                return value
+            failed = None
         started = None
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
         if not await recover_async(call, current.generation, current.value, failed):
-            if returned is not None:
-                return returned
-            raise cast("BaseException", failed)
+            if failed is None:
+                return value
+            raise failed
 
 
 # unasync source ends
@@ -694,37 +691,30 @@ async def open_async(call: Call, started: Started | None = None) -> Attempt | Re
 # Written by tools/unasync.py from the source above: edit that, then run it.
 
 
-def refresh_sync(call: Call, generation: int, stale: object, trigger: str = "401") -> Outcome[Any]:
-    """Refresh the credentials of `generation`, shared with every caller that asks for it."""
-
-    def run() -> Any:
-        started = _started(call, generation, stale, trigger)
-        why = reason.set(trigger)
-        try:
-            fresh = check_replacement(call, stale, bounded_sync(call, stale))
-        except Exception as error:
-            _failed(call, generation, stale, error, started)
-            raise
-        finally:
-            reason.reset(why)
-        _succeeded(call, generation, stale, fresh, started)
-        return fresh
-
-    outcome = call.flight.refresh_sync(generation, run, urgent=trigger == MANDATORY)
-    if outcome.error is None:
-        return Outcome(call.current().value, None)
-    return outcome
+def run_sync(call: Call, generation: int, stale: object, trigger: str) -> Any:
+    """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    started = _started(call, generation, stale, trigger)
+    why = reason.set(trigger)
+    try:
+        fresh = check_replacement(call, stale, bounded_sync(call, stale))
+    except Exception as error:
+        _failed(call, generation, stale, error, started)
+        raise
+    finally:
+        reason.reset(why)
+    _succeeded(call, generation, stale, fresh, started)
+    return fresh
 
 
 def ready_sync(call: Call) -> Current[Any]:
     """The generation and provider to start on, refreshed first when about to expire."""
     current = call.current()
-    if call.method.options.expires_at is None:
-        return current
     window = _window(call, current)
     if window is None or (window.name == ADVISORY and call.flight.busy()):
         return current
-    outcome = refresh_sync(call, current.generation, current.value, window.name)
+    run = functools.partial(run_sync, call, current.generation, current.value, window.name)
+    urgent = window.name == MANDATORY
+    outcome = call.flight.refresh_sync(current.generation, run, urgent=urgent)
     return _ahead(call, current, window, outcome)
 
 
@@ -733,7 +723,8 @@ def recover_sync(call: Call, generation: int, stale: object, failed: BaseExcepti
 
     When not, the refresh failure is attached to `failed`, the 401 raised (if it was raised).
     """
-    outcome = refresh_sync(call, generation, stale)
+    run = functools.partial(run_sync, call, generation, stale, "401")
+    outcome = call.flight.refresh_sync(generation, run)
     reason = _retrying(call, stale, outcome)
     if reason is None:
         return True
@@ -742,33 +733,35 @@ def recover_sync(call: Call, generation: int, stale: object, failed: BaseExcepti
     return False
 
 
-def open_sync(call: Call, started: Started | None = None) -> Attempt | Returned:
+def open_sync(call: Call, started: Started | None = None) -> Any:
     """Start an attempt and open it; a 401 on the way is refreshed and retried as the gate says.
 
-    `started` is a first attempt the method already returned, with what it was started on.
+    Returns the open `Attempt` of a stream, or the value a call (or a stream method called
+    for a value) resolved to. `started` is a first attempt the method already returned, with
+    what it was started on.
     """
-    gate = call.gate
+    gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        current = ready_sync(call) if started is None else started.current
+        current, value = started or (ready_sync(call) if ahead else call.current(), NOTHING)
         try:
-            attempt = call.start(current.value) if started is None else started.value
-            opened = adopt_sync(call, current, attempt)
+            value = call.start(current.value) if value is NOTHING else value
+            if call.method.stream:
+                value = adopt_sync(call, current, value)
         except Exception as error:
-            if gate.on_exception(error) is not GateAction.RETRY:
+            if gate.on_exception(error) is not RETRY:
                 raise
             failed: BaseException | None = error
-            returned: Returned | None = None
         else:
-            if isinstance(opened, Attempt) or gate.on_item(opened.value)[0] is not RETRY:
-                return opened
-            failed, returned = None, opened
+            if type(value) is Attempt or gate.on_item(value)[0] is not RETRY:
+                return value
+            failed = None
         started = None
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
         if not recover_sync(call, current.generation, current.value, failed):
-            if returned is not None:
-                return returned
-            raise cast("BaseException", failed)
+            if failed is None:
+                return value
+            raise failed
 
 
 # unasync output ends

@@ -66,6 +66,7 @@ class RefreshOptions(TypedDict, Generic[P], total=False):
         Callable[[P, tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
         | None
     )
+    hands_out: str | Iterable[str]
 
 
 def is_async_callable(function: object) -> bool:
@@ -178,6 +179,7 @@ class Options:
     clock: Callable[[], float] = time.time
     refresh_ahead: tuple[float, float] = (120.0, 30.0)
     retry_arguments: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
+    hands_out: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, refresh: object, params: Mapping[str, object]) -> Options:
@@ -203,6 +205,7 @@ class Options:
             clock=_callable(given["clock"], "clock"),
             refresh_ahead=_windows(given["refresh_ahead"]),
             retry_arguments=_callable(given["retry_arguments"], "retry_arguments", optional=True),
+            hands_out=_names(given["hands_out"], "hands_out"),
         )
 
     def __post_init__(self) -> None:

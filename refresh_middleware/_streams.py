@@ -106,8 +106,8 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:
 
 async def _reopen_async(call: Call) -> Attempt:
     opened = await open_async(call)
-    if not isinstance(opened, Attempt):
-        raise _not_a_stream(call, opened.value)
+    if type(opened) is not Attempt:
+        raise _not_a_stream(call, opened)
     return opened
 
 
@@ -218,8 +218,8 @@ def items_sync(call: Call) -> Generator[Any]:
 
 def _reopen_sync(call: Call) -> Attempt:
     opened = open_sync(call)
-    if not isinstance(opened, Attempt):
-        raise _not_a_stream(call, opened.value)
+    if type(opened) is not Attempt:
+        raise _not_a_stream(call, opened)
     return opened
 
 
@@ -293,7 +293,7 @@ class SyncStreamView(wrapt.ObjectProxy[Any]):
 async def stream_coroutine(call: Call) -> Any:
     """A coroutine method: awaiting opens the first attempt, then the consumer gets its view."""
     opened = await open_async(call)
-    return AsyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+    return AsyncStreamView(call) if type(opened) is Attempt else opened
 
 
 def stream_async_generator(call: Call) -> AsyncGenerator[Any, None]:
@@ -308,7 +308,7 @@ def stream_generator(call: Call) -> Generator[Any]:
 
 async def _view_when_awaited(call: Call, started: Started) -> Any:
     opened = await open_async(call, started)
-    return AsyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+    return AsyncStreamView(call) if type(opened) is Attempt else opened
 
 
 def stream_plain(call: Call) -> Any:
@@ -325,7 +325,7 @@ def stream_plain(call: Call) -> Any:
     if hasattr(value, "__await__"):
         return _view_when_awaited(call, started)
     opened = open_sync(call, started)
-    return SyncStreamView(call) if isinstance(opened, Attempt) else opened.value
+    return SyncStreamView(call) if type(opened) is Attempt else opened
 
 
 class PendingStream:
@@ -347,8 +347,8 @@ class PendingStream:
     async def _open(self) -> Any:
         started, self._started = self._started, None
         opened = await open_async(self._call, started)
-        if not isinstance(opened, Attempt):
-            return opened.value
+        if type(opened) is not Attempt:
+            return opened
         self._view = AsyncStreamView(self._call)
         return self._view
 

@@ -864,7 +864,8 @@ def test_the_class_cache_of_kind_of_stays_bounded():
     for index in range(4100):
         assert ItemKind.OUTPUT == kind_of(type(f"Made{index}", (), {})())
 
-    assert len(_classify._DICT_ONLY) < 4096
+    assert len(_classify._CLASSIFIERS) < 4096
+    assert len(_classify._READERS) < 4096
 
 
 def test_pydantic_fields_are_read_from_extras_and_properties():

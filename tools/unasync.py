@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "refresh_middleware"
-MODULES = ("_retry.py", "_streams.py")
+MODULES = ("_flight.py", "_retry.py", "_streams.py")
 
 BEGIN, END = "# unasync source begins\n", "# unasync source ends\n"
 GENERATED, GENERATED_END = "# unasync output begins\n", "# unasync output ends\n"
@@ -36,6 +36,7 @@ REPLACEMENTS = (
     (r"\basync for ", "for "),
     (r"\b(\w+)_async\b", r"\1_sync"),
     (r"\bAsyncGenerator\[(.+), None\]", r"Generator[\1]"),
+    (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"\bAsyncCloser\b", "SyncCloser"),
     (r"\bAsyncStreamView\b", "SyncStreamView"),
     (r"\b__aenter__\b", "__enter__"),

@@ -3,11 +3,12 @@
 - `ScriptedProvider`, `SyncScriptedProvider`, `RefreshCounter`, `AsyncRefreshCounter`: a
   scriptable provider double and a counting refresh, to test your wiring in a few lines.
 - `LoopbackLLMServer` and the functions that run it: a real HTTP server on 127.0.0.1 that
-  issues expiring tokens and speaks the OpenAI and Anthropic wire formats, to test real SDK
-  clients. Its identity provider (`OAuthGrants`, counted in `OAuthStats`) rotates refresh
-  tokens and revokes a family whose refresh token is used twice, as real ones do. It needs
-  the ``server`` extra (``pip install refresh-middleware[server]``); its names are imported
-  on first use, so this module imports without it.
+  issues expiring tokens and speaks the wire formats of OpenAI (chat completions and the
+  Responses API), Anthropic and Gemini, to test real SDK clients. Its identity provider
+  (`OAuthGrants`, counted in `OAuthStats`) rotates refresh tokens and revokes a family whose
+  refresh token is used twice, as real ones do. It needs the ``server`` extra
+  (``pip install refresh-middleware[server]``); its names are imported on first use, so this
+  module imports without it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A loopback LLM server that issues expiring tokens and answers like OpenAI and Anthropic.
+"""A loopback LLM server that issues expiring tokens and answers like OpenAI, Anthropic, Gemini.
 
 Credential refresh can only be tested honestly against something that really expires
 credentials and really speaks the providers' wire formats: fakes inside the client miss the
@@ -6,11 +6,13 @@ SDKs' own error mapping (a 401 becomes ``AuthenticationError``, an SSE ``event: 
 ``APIStatusError`` with status 200). This server runs on ``127.0.0.1`` with a port the OS
 picks, under trio (``open_loopback_server``) or in a background thread for sync and asyncio
 code (``run_loopback_server_in_thread``), and lets tests expire, revoke and sabotage
-credentials on demand.
+credentials on demand. It speaks OpenAI chat completions and the Anthropic Messages API here,
+the OpenAI Responses API and the Gemini API through `_dialects`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -21,7 +23,7 @@ from collections import Counter, deque
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict, Unpack, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict, Unpack, cast, get_args
 from urllib.parse import parse_qsl
 
 import trio
@@ -31,6 +33,11 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._dialects import GeminiStream, ResponsesStream, gemini_error, input_count
+from ._dialects import gemini_response as _gemini_response
+from ._dialects import responses_response as _responses_response
+from ._dialects import sse_data as _sse_data
+from ._dialects import sse_event as _sse_event
 from ._oauth import ROTATING_GRANTS, OAuthGrants
 
 if TYPE_CHECKING:
@@ -56,8 +63,8 @@ CHUNKS_HEADER: Final = "x-loopback-chunks"
 StreamErrorMode = Literal["before_content", "after_content"]
 """Where an injected stream error lands: before the first text, or after some text."""
 
-Api = Literal["openai", "anthropic"]
-"""The wire dialect a stream error is injected into."""
+Api = Literal["openai", "anthropic", "responses", "gemini"]
+"""The wire dialect a stream error is injected into (``"openai"``: chat completions)."""
 
 # In-flight requests get this long to finish once the server is asked to stop; a test
 # server that lingers slows every test that uses it, so this is short.
@@ -77,12 +84,16 @@ class LoopbackStats:
     """Requests to ``POST /v1/chat/completions``."""
     messages_requests: int = 0
     """Requests to ``POST /v1/messages``."""
+    responses_requests: int = 0
+    """Requests to ``POST /v1/responses``."""
+    gemini_requests: int = 0
+    """Requests to ``POST /v1beta/models/{model}:generateContent`` or ``:streamGenerateContent``."""
     unauthorized: int = 0
-    """Responses with status 401 plus injected ``authentication_error`` stream events."""
+    """Responses with status 401 plus auth errors injected into streams, in any dialect."""
     tokens_issued: int = 0
     """Bearer tokens handed out, by the endpoint or by `LoopbackLLMServer.issue_token`."""
     streams_completed: int = 0
-    """Streams that reached their final event (``[DONE]`` or ``message_stop``)."""
+    """Streams that reached their final event (``[DONE]``, ``message_stop``, ...)."""
 
 
 class LoopbackOptions(TypedDict, total=False):
@@ -137,14 +148,6 @@ class _Dialect(Protocol):
     def auth_error(self) -> str:
         """Frame an in-stream error that says the credentials expired."""
         ...
-
-
-def _sse_data(payload: object) -> str:
-    return f"data: {json.dumps(payload)}\n\n"
-
-
-def _sse_event(payload: dict[str, Any]) -> str:
-    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n"
 
 
 def _openai_error(message: str, kind: str, code: str | None) -> dict[str, Any]:
@@ -322,8 +325,7 @@ class LoopbackLLMServer:
         self._lock = threading.Lock()
         self._expiry_by_token: dict[str, float] = {}
         self._pending_errors: dict[Api, deque[StreamErrorMode]] = {
-            "openai": deque(),
-            "anthropic": deque(),
+            api: deque() for api in get_args(Api)
         }
         self._counts: Counter[str] = Counter()
         self._base_url: str | None = None
@@ -336,6 +338,10 @@ class LoopbackLLMServer:
                 Route("/oauth/token", self._token_endpoint, methods=["POST"]),
                 Route("/v1/chat/completions", self._chat_completions_endpoint, methods=["POST"]),
                 Route("/v1/messages", self._messages_endpoint, methods=["POST"]),
+                Route("/v1/responses", self._responses_endpoint, methods=["POST"]),
+                # google-genai calls /v1beta or /v1, as its api_version says.
+                Route("/v1beta/models/{call}", self._gemini_endpoint, methods=["POST"]),
+                Route("/v1/models/{call}", self._gemini_endpoint, methods=["POST"]),
             ]
         )
 
@@ -374,6 +380,8 @@ class LoopbackLLMServer:
             token_requests=counts["token_requests"],
             chat_completions_requests=counts["chat_completions_requests"],
             messages_requests=counts["messages_requests"],
+            responses_requests=counts["responses_requests"],
+            gemini_requests=counts["gemini_requests"],
             unauthorized=counts["unauthorized"],
             tokens_issued=counts["tokens_issued"],
             streams_completed=counts["streams_completed"],
@@ -405,8 +413,10 @@ class LoopbackLLMServer:
 
         A token that is still valid gets a 200 response whose stream then fails, which is
         how providers report credentials that expire mid-stream. ``"before_content"`` sends
-        the error after the opening (``message_start`` or the role chunk), ``"after_content"``
-        after the first half of the text chunks. Each injected error counts as a 401 served.
+        the error after the opening (``message_start``, the role chunk, ``response.created``
+        and ``response.in_progress``; Gemini sends none, so there it comes first),
+        ``"after_content"`` after the first half of the text chunks. Each injected error counts
+        as a 401 served.
         """
         with self._lock:
             self._pending_errors[api].extend(itertools.repeat(mode, count))
@@ -440,7 +450,7 @@ class LoopbackLLMServer:
             pending = self._pending_errors[api]
             return pending.popleft() if pending else None
 
-    async def _read_call(self, request: Request) -> _Call:
+    async def _read_call(self, request: Request, inputs: str = "messages") -> _Call:
         try:
             body = await request.json()
             chunks = int(request.headers.get(CHUNKS_HEADER, self.chunks))
@@ -451,7 +461,7 @@ class LoopbackLLMServer:
         fields = cast("dict[str, object]", body)
         model, messages, options = (
             fields.get("model"),
-            fields.get("messages"),
+            fields.get(inputs),
             fields.get("stream_options"),
         )
         return _Call(
@@ -460,7 +470,7 @@ class LoopbackLLMServer:
             include_usage=isinstance(options, dict)
             and cast("dict[str, object]", options).get("include_usage") is True,
             chunks=chunks,
-            input_tokens=len(cast("list[object]", messages)) if isinstance(messages, list) else 0,
+            input_tokens=input_count(messages),
         )
 
     async def _events(
@@ -572,6 +582,46 @@ class LoopbackLLMServer:
             events = self._events(stream, call, self._take_stream_error("anthropic"))
             return _stream_response(events)
         return JSONResponse(_anthropic_message(call, stream.message_id, text="".join(call.texts)))
+
+    async def _responses_endpoint(self, request: Request) -> Response:
+        self._count("responses_requests")
+        await request.body()  # as in _chat_completions_endpoint
+        refusal = self._refusal(_bearer(request))
+        if refusal is not None:
+            return self._unauthorized(
+                _openai_error(refusal, "invalid_request_error", "invalid_api_key")
+            )
+        try:
+            call = await self._read_call(request, inputs="input")
+        except _BadRequestError as error:
+            return JSONResponse(_openai_error(str(error), "invalid_request_error", None), 400)
+        if call.stream:
+            stream = ResponsesStream(call)
+            return _stream_response(
+                self._events(stream, call, self._take_stream_error("responses"))
+            )
+        return JSONResponse(_responses_response(call))
+
+    async def _gemini_endpoint(self, request: Request) -> Response:
+        await request.body()  # as in _chat_completions_endpoint
+        model, _, method = cast("str", request.path_params["call"]).partition(":")
+        if method not in {"generateContent", "streamGenerateContent"}:
+            return JSONResponse(gemini_error(404, f"unknown method {method!r}", "NOT_FOUND"), 404)
+        self._count("gemini_requests")
+        # An API key comes as x-goog-api-key; an OAuth access token as a bearer token.
+        refusal = self._refusal(request.headers.get("x-goog-api-key") or _bearer(request))
+        if refusal is not None:
+            return self._unauthorized(gemini_error(401, refusal, "UNAUTHENTICATED"))
+        try:
+            call = await self._read_call(request, inputs="contents")
+        except _BadRequestError as error:
+            return JSONResponse(gemini_error(400, str(error), "INVALID_ARGUMENT"), 400)
+        # Gemini names the model and the streaming in the URL, not in the body.
+        call = dataclasses.replace(call, model=model, stream=method == "streamGenerateContent")
+        if call.stream:
+            stream = GeminiStream(call)
+            return _stream_response(self._events(stream, call, self._take_stream_error("gemini")))
+        return JSONResponse(_gemini_response(call))
 
 
 async def _disconnected(request: Request) -> None:
