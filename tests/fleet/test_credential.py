@@ -476,3 +476,47 @@ def test_the_repr_names_the_store_and_key(store):
     assert f"SharedCredential({store!r}, key='{KEY}')" == repr(
         SharedCredential(store, key=KEY, fetch=Fetcher())
     )
+
+
+class FernetCodec:
+    """The codec of the docs: records encrypted at rest with cryptography's Fernet."""
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.fernet import Fernet
+
+        self.fernet = Fernet(key)
+
+    def encode(self, data: bytes) -> bytes:
+        return self.fernet.encrypt(data)
+
+    def decode(self, data: bytes) -> bytes:
+        return self.fernet.decrypt(data)
+
+
+async def test_a_fernet_codec_keeps_tokens_encrypted_at_rest(store):
+    """With Fernet as the codec, no token is stored in clear, and records read back."""
+    from cryptography.fernet import Fernet
+
+    from refresh_middleware._shared._records import encode
+
+    codec = FernetCodec(Fernet.generate_key())
+    shared = SharedCredential(store, key=KEY, fetch=Fetcher(), codec=codec)
+    first = await shared.current()
+    async with store.open(KEY) as session:
+        stored = await session.read()
+    other = SharedCredential(store, key=KEY, fetch=Fetcher(), codec=codec)
+    assert (False, first) == (
+        first.access_token.encode() in stored.data or encode(first, 1, None).data in stored.data,
+        await other.current(),
+    )
+
+
+async def test_a_record_encrypted_with_another_key_is_corrupt(store):
+    """A record the codec cannot decrypt (another key) is a CorruptRecordError."""
+    from cryptography.fernet import Fernet
+
+    first = FernetCodec(Fernet.generate_key())
+    await SharedCredential(store, key=KEY, fetch=Fetcher(), codec=first).current()
+    other = FernetCodec(Fernet.generate_key())
+    with pytest.raises(CorruptRecordError, match="written with another key"):
+        await SharedCredential(store, key=KEY, fetch=Fetcher(), codec=other).current()
