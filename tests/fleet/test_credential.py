@@ -18,8 +18,10 @@ from refresh_middleware.shared import (
     CorruptRecordError,
     Credential,
     FetchTimeoutError,
+    FileStore,
     LockTimeoutError,
     ReauthenticationRequiredError,
+    RedisStore,
     SharedCredential,
 )
 
@@ -425,25 +427,22 @@ async def test_a_renewal_cancelled_while_holding_the_lock_releases_it(store):
 # options
 
 
-def test_the_timeouts_default_to_fit_the_store(make_store):
-    """fetch_timeout defaults to 10 s (within a short lease), lock_timeout covers a holder."""
-    short = make_store(lease=3.0) if make_store().lease is not None else make_store()
-    timeouts = SharedCredential(short, key=KEY, fetch=Fetcher()).timeouts
-    expected = (2.0, 5.0) if short.lease is not None else (10.0, 12.0)
-    assert expected == (timeouts.fetch, timeouts.lock)
+def test_the_timeouts_of_a_file_store_default_to_a_ten_second_fetch(tmp_path):
+    """Without a lease, fetch_timeout is 10 s and the lock wait covers it."""
+    timeouts = SharedCredential(FileStore(tmp_path), key=KEY, fetch=Fetcher()).timeouts
+    assert (10.0, 12.0) == (timeouts.fetch, timeouts.lock)
 
 
-def test_a_fetch_timeout_as_long_as_the_lease_is_refused(make_store):
-    """fetch_timeout must end before the lease could; given, it is checked (not trimmed)."""
-    store = make_store(lease=3.0) if make_store().lease is not None else None
-    if store is None:
-        assert (
-            60.0
-            == SharedCredential(
-                make_store(), key=KEY, fetch=Fetcher(), fetch_timeout=60
-            ).timeouts.fetch
-        )
-        return
+def test_the_timeouts_of_a_short_lease_fit_inside_it():
+    """With a 3 s lease, fetch_timeout is two thirds of it; the lock wait covers the lease."""
+    store = RedisStore("redis://127.0.0.1:6379/0", lease=3.0)
+    timeouts = SharedCredential(store, key=KEY, fetch=Fetcher()).timeouts
+    assert (2.0, 5.0) == (timeouts.fetch, timeouts.lock)
+
+
+def test_a_fetch_timeout_as_long_as_the_lease_is_refused():
+    """A given fetch_timeout that could outlast the lease is refused, not trimmed."""
+    store = RedisStore("redis://127.0.0.1:6379/0", lease=3.0)
     with pytest.raises(ValueError, match="shorter than the store's lease"):
         SharedCredential(store, key=KEY, fetch=Fetcher(), fetch_timeout=3)
 
