@@ -11,7 +11,8 @@ progress is a process-wide record guarded by a `threading.Lock` (held for nanose
 across an await), and its end is a `Signal` that each event loop waits for on an event of its
 own, woken through its own loop; threads wait on a `threading.Event`. No loop is ever blocked.
 
-- Callers queued behind a refresh that fails share its failure instead of running it again.
+- Callers queued behind a refresh that fails share its failure instead of running it again;
+  nothing keeps the failure once they are done (its traceback holds the stale provider).
 - A refresher that is cancelled (or interrupted) ends without a verdict: the first waiter to
   look again runs the refresh itself, so nobody is stranded.
 - After a failure the flight cools down: for a short, doubling, capped delay, new refreshes of
@@ -29,7 +30,6 @@ import contextvars
 import os
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
 
@@ -132,10 +132,6 @@ class Signal:
         self._lock = threading.Lock()
         self._is_set = False
         self._waiters: dict[Hashable, _Waiters] = {}
-
-    def is_set(self) -> bool:
-        """True once `set` was called."""
-        return self._is_set
 
     def set(self) -> None:
         """Wake every waiter, in every loop and thread; later waits return at once."""
@@ -299,11 +295,25 @@ advisory window: someone else is on it, carry on) from one that must wait for fr
 credentials; `refresh_middleware.shared` takes its fleet lock accordingly."""
 
 
-class _Running(NamedTuple):
-    """A refresh in progress: the generation it refreshes, and the signal of its end."""
+class _Running:
+    """A refresh in progress: its generation, the signal of its end, and its failure if any.
 
-    generation: int
-    done: Signal
+    Only the callers waiting on it hold it, so they share its failure, and the failure (with
+    the frames of its traceback, which hold the stale provider) goes when they are done.
+    """
+
+    __slots__ = ("done", "failure", "generation")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.done = Signal()
+        self.failure: Exception | None = None
+
+
+class _Waiting(NamedTuple):
+    """A caller's step: wait for the refresh in progress, then share its failure or look again."""
+
+    running: _Running
 
 
 class _Cooldown(NamedTuple):
@@ -314,33 +324,8 @@ class _Cooldown(NamedTuple):
     delay: float
 
 
-class _Failures(NamedTuple):
-    """How many refreshes failed so far, and the latest failure (shared with its waiters)."""
-
-    seen: int
-    latest: Exception | None
-
-
-def _forget_frames(error: BaseException) -> None:
-    """Clear the local variables of a stored error's finished frames, and of its chain.
-
-    A failure is kept to be shared, and its traceback holds the frames of the refresh, with
-    the stale provider in their locals: kept whole, the error would keep that provider alive.
-    Line numbers stay, so the traceback still says where it failed.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        each = pending.pop()
-        if each is None or id(each) in seen:
-            continue
-        seen.add(id(each))
-        traceback.clear_frames(each.__traceback__)
-        pending += (each.__cause__, each.__context__)
-
-
 class Flight(Generic[T]):
-    """The generation counter, refresh in progress and failure memory of one credential.
+    """The generation counter, refresh in progress and cooldown of one credential.
 
     `current` is a `Current(generation, value)`, replaced as one tuple so a thread never pairs a
     generation with another generation's value. Reading it takes no lock: the path of a call
@@ -352,7 +337,6 @@ class Flight(Generic[T]):
         "_asked",
         "_cooldown",
         "_epoch",
-        "_failures",
         "_lock",
         "_running",
         "cooldown",
@@ -369,7 +353,6 @@ class Flight(Generic[T]):
         self._lock = threading.Lock()
         self._epoch = _fork_epoch
         self._running: _Running | None = None
-        self._failures = _Failures(0, None)
         self._cooldown: _Cooldown | None = None
         self._asked = (0, 0)  # (generation, how many callers asked to refresh it)
 
@@ -394,24 +377,26 @@ class Flight(Generic[T]):
         `urgent` (credentials about to lapse) caps the cooldown at its first delay, so a
         recovered auth server is noticed quickly while a down one still sees few attempts.
         """
-        claim, failures_seen = self._claim(generation, None, urgent=urgent)
-        while True:
-            if isinstance(claim, Signal):
-                await claim.wait_async()
-                claim, _ = self._claim(generation, failures_seen, urgent=urgent)
-                continue
-            if isinstance(claim, Outcome):
-                return claim
-            token = _refreshing.set(_refreshing.get() | {id(self)})
+        claim = self._claim(generation, urgent=urgent, first=True)
+        while isinstance(claim, _Waiting):
+            running = claim.running
+            await running.done.wait_async()
+            if running.failure is not None:
+                return Outcome(None, running.failure)
+            claim = self._claim(generation, urgent=urgent, first=False)
+        if isinstance(claim, Outcome):
+            return claim
+        token = _refreshing.set(_refreshing.get() | {id(self)})
+        try:
             try:
-                try:
-                    fresh = await run()
-                except Exception as error:  # noqa: BLE001 - shared with every waiter
-                    return self._failed(error)
-                return self._succeeded(generation, fresh)
-            finally:
-                _refreshing.reset(token)
-                self._release(claim)
+                fresh = await run()
+            except Exception as error:  # noqa: BLE001 - shared with every waiter
+                claim.failure = error
+                return self._failed(error)
+            return self._succeeded(generation, fresh)
+        finally:
+            _refreshing.reset(token)
+            self._release(claim)
 
     # unasync source ends
     # unasync output begins
@@ -427,24 +412,26 @@ class Flight(Generic[T]):
         `urgent` (credentials about to lapse) caps the cooldown at its first delay, so a
         recovered auth server is noticed quickly while a down one still sees few attempts.
         """
-        claim, failures_seen = self._claim(generation, None, urgent=urgent)
-        while True:
-            if isinstance(claim, Signal):
-                claim.wait_sync()
-                claim, _ = self._claim(generation, failures_seen, urgent=urgent)
-                continue
-            if isinstance(claim, Outcome):
-                return claim
-            token = _refreshing.set(_refreshing.get() | {id(self)})
+        claim = self._claim(generation, urgent=urgent, first=True)
+        while isinstance(claim, _Waiting):
+            running = claim.running
+            running.done.wait_sync()
+            if running.failure is not None:
+                return Outcome(None, running.failure)
+            claim = self._claim(generation, urgent=urgent, first=False)
+        if isinstance(claim, Outcome):
+            return claim
+        token = _refreshing.set(_refreshing.get() | {id(self)})
+        try:
             try:
-                try:
-                    fresh = run()
-                except Exception as error:  # noqa: BLE001 - shared with every waiter
-                    return self._failed(error)
-                return self._succeeded(generation, fresh)
-            finally:
-                _refreshing.reset(token)
-                self._release(claim)
+                fresh = run()
+            except Exception as error:  # noqa: BLE001 - shared with every waiter
+                claim.failure = error
+                return self._failed(error)
+            return self._succeeded(generation, fresh)
+        finally:
+            _refreshing.reset(token)
+            self._release(claim)
 
     # unasync output ends
 
@@ -458,36 +445,31 @@ class Flight(Generic[T]):
         self._epoch = _fork_epoch
 
     def _claim(
-        self, generation: int, failures_seen: int | None, *, urgent: bool
-    ) -> tuple[Outcome[T] | Signal | _Running, int]:
-        """The caller's next step: an outcome to take, a signal to wait for, or a refresh to run.
+        self, generation: int, *, urgent: bool, first: bool
+    ) -> Outcome[T] | _Waiting | _Running:
+        """The caller's next step: an outcome to take, a refresh to wait for, or one to run.
 
-        On its first claim (`failures_seen` None) the caller is counted, and learns how many
-        refreshes had failed: one that fails while it waits is then shared with it.
+        A caller is counted on its `first` claim (for the events' `shared_by`).
         """
         if self._epoch != _fork_epoch:
             self._after_fork()
         with self._lock:
-            failures = self._failures
-            if failures_seen is None:
-                failures_seen = failures.seen
+            if first:
                 asked_for, count = self._asked
                 self._asked = (generation, count + 1 if asked_for == generation else 1)
             current = self.current
             if current.generation != generation:
-                return Outcome(current.value, None), failures_seen
-            if failures.seen != failures_seen:
-                return Outcome(None, failures.latest), failures_seen
+                return Outcome(current.value, None)
             running = self._running
             if running is not None:
                 if id(self) in _refreshing.get():
-                    return Outcome(None, _reentrant()), failures_seen
-                return running.done, failures_seen
+                    return Outcome(None, _reentrant())
+                return _Waiting(running)
             cooling = self._cooling(urgent=urgent)
             if cooling is not None:
-                return Outcome(None, cooling), failures_seen
-            self._running = _Running(generation, Signal())
-            return self._running, failures_seen
+                return Outcome(None, cooling)
+            self._running = running = _Running(generation)
+            return running
 
     def _cooling(self, *, urgent: bool) -> RefreshCooldownError | None:
         cooldown = self._cooldown
@@ -512,11 +494,9 @@ class Flight(Generic[T]):
         return Outcome(fresh, None)
 
     def _failed(self, error: Exception) -> Outcome[T]:
-        _forget_frames(error)
-        with self._lock:
-            self._failures = _Failures(self._failures.seen + 1, error)
-            if self.cooldown is not None:
-                first, cap = self.cooldown
+        if self.cooldown is not None:
+            first, cap = self.cooldown
+            with self._lock:
                 previous = self._cooldown
                 delay = first if previous is None else min(cap, previous.delay * 2)
                 self._cooldown = _Cooldown(*now(), delay)

@@ -103,8 +103,8 @@ def intercepting(function: Callable[..., Any], method: Method, call_of: CallOf) 
             args: tuple[Any, ...],
             kwargs: dict[str, Any],
         ) -> Any:
-            if instance is None:  # called through the class: `Provider.chat_stream(p, ...)`
-                instance, args = args[0], args[1:]
+            # Called through the class (`Provider.chat_stream(p, ...)`), wrapt hands the first
+            # argument over as the instance, as Python binds methods.
             return entry(call_of(instance, args, kwargs))
 
         return InterceptingWrapper(function, wrapper)

@@ -581,9 +581,7 @@ async def close_async(call: Call, error: BaseException | None = None) -> None:
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError as cancelled:
-                if task.done():
-                    raise
-                interrupted = cancelled
+                interrupted = cancelled  # the close goes on; the cancellation comes after
         if interrupted is not None:
             raise interrupted
     except Exception as failure:  # noqa: BLE001 - the attempt is abandoned; closing is best effort
@@ -669,21 +667,22 @@ async def open_async(call: Call, started: Started | None = None) -> Any:
                 value = await adopt_async(call, current, value)
             while inspect.isawaitable(value):  # async only
                 value = await value  # async only
-        except Exception as error:
-            if gate.on_exception(error) is not RETRY:
-                raise
+        except Exception as error:  # noqa: BLE001 - the gate says which are retried, or raised
             failed: BaseException | None = error
+            verdict = gate.on_exception(error)
         else:
-            if type(value) is Attempt or gate.on_item(value)[0] is not RETRY:
+            if type(value) is Attempt:
                 return value
-            failed = None
-        started = None
+            failed, verdict = None, gate.on_item(value)[0]
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
-        if not await recover_async(call, current.generation, current.value, failed):
-            if failed is None:
-                return value
-            raise failed
+        if verdict is RETRY:
+            started = None
+            if await recover_async(call, current.generation, current.value, failed):
+                continue
+        if failed is None:
+            return value
+        raise failed
 
 
 # unasync source ends
@@ -747,21 +746,22 @@ def open_sync(call: Call, started: Started | None = None) -> Any:
             value = call.start(current.value) if value is NOTHING else value
             if call.method.stream:
                 value = adopt_sync(call, current, value)
-        except Exception as error:
-            if gate.on_exception(error) is not RETRY:
-                raise
+        except Exception as error:  # noqa: BLE001 - the gate says which are retried, or raised
             failed: BaseException | None = error
+            verdict = gate.on_exception(error)
         else:
-            if type(value) is Attempt or gate.on_item(value)[0] is not RETRY:
+            if type(value) is Attempt:
                 return value
-            failed = None
-        started = None
+            failed, verdict = None, gate.on_item(value)[0]
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
-        if not recover_sync(call, current.generation, current.value, failed):
-            if failed is None:
-                return value
-            raise failed
+        if verdict is RETRY:
+            started = None
+            if recover_sync(call, current.generation, current.value, failed):
+                continue
+        if failed is None:
+            return value
+        raise failed
 
 
 # unasync output ends

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
+import math
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import hour
@@ -317,3 +320,184 @@ def test_refresh_ahead_must_be_advisory_then_mandatory(value: Any) -> None:
     """refresh_ahead takes (advisory, mandatory) with advisory >= mandatory >= 0."""
     with pytest.raises(ValueError, match="refresh_ahead must be"):
         refresh_on_401(SyncExpiring(0), refresh=lambda p: p, refresh_ahead=value)
+
+
+# --------------------------------------------------------------------------------------------------
+# no storm: credentials that are inside a window already when they arrive
+
+
+class Issued:
+    """An async provider whose credentials the issuer dates by its own (skewed) clock."""
+
+    def __init__(self, expires_at: object, key: int = 0) -> None:
+        self.expires_at = expires_at
+        self.key = key
+
+    async def chat(self, request: str) -> int:
+        await trio.lowlevel.checkpoint()
+        return self.key
+
+
+def issued(lifetime: Any) -> tuple[list[int], Any]:
+    """A provider whose every refresh hands over credentials `lifetime(now)` says expire at."""
+    refreshes: list[int] = []
+
+    async def rebuild(stale: Issued) -> Issued:
+        refreshes.append(stale.key)
+        return Issued(lifetime(trio.current_time()), stale.key + 1)
+
+    provider = refresh_on_401(
+        Issued(lifetime(trio.current_time())),
+        refresh=rebuild,
+        expires_at=lambda p: p.expires_at,
+        clock=trio.current_time,
+    )
+    return refreshes, provider
+
+
+@pytest.mark.parametrize(
+    "lifetime",
+    [
+        pytest.param(lambda now: now + 60, id="tokens living less than the advisory window"),
+        pytest.param(lambda now: now - 200, id="a host clock ahead of the issuer"),
+        pytest.param(lambda now: -1.0, id="a negative expiry"),
+    ],
+)
+async def test_credentials_born_inside_a_window_are_not_refreshed_again_and_again(
+    autojump_clock: trio.testing.MockClock, lifetime: Any
+) -> None:
+    """Fresh credentials that are inside a window already are refreshed ahead at most once per
+    window (not on every call); the calls go on with them."""
+    refreshes, provider = issued(lifetime)
+
+    keys = [await provider.chat("x") for _ in range(20)]
+
+    assert (1, 20) == (len(refreshes), keys.count(1))
+
+
+async def test_short_tokens_are_refreshed_once_more_when_they_reach_the_mandatory_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A 60 s token (inside the 120 s advisory window from birth) is refreshed ahead once, at
+    the mandatory window, and not before: one refresh per token lifetime."""
+    refreshes, provider = issued(lambda now: now + 60)
+    keys = []
+    for _ in range(100):  # 100 s of one call a second
+        keys.append(await provider.chat("x"))
+        await trio.sleep(1)
+
+    assert [0, 1, 2, 3] == refreshes  # the first at once, then at every 30 s left
+
+
+@pytest.mark.parametrize("expiry", [math.nan, math.inf])
+async def test_nan_and_infinite_expiries_never_refresh_ahead(expiry: float) -> None:
+    """NaN says nothing and infinity never expires: no refresh ahead, the 401 net stays."""
+    refreshes, provider = issued(lambda now: expiry)
+
+    assert (0, []) == (await provider.chat("x"), refreshes)
+
+
+async def test_an_aware_datetime_expiry_is_accepted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An expires_at returning an aware datetime is compared as epoch seconds."""
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    provider = refresh_on_401(
+        Issued(soon), refresh=lambda stale: Issued(later, 1), expires_at=lambda p: p.expires_at
+    )
+
+    assert 1 == await provider.chat("x")
+
+
+@pytest.mark.parametrize(
+    ("expiry", "message"),
+    [
+        (dt.datetime(2030, 1, 1), "naive datetime"),  # noqa: DTZ001 - the point of the test
+        ("2030-01-01", "epoch seconds, an aware datetime or None"),
+    ],
+)
+async def test_an_expiry_of_the_wrong_kind_is_refused_clearly(expiry: object, message: str) -> None:
+    """A naive datetime or a string from expires_at is a TypeError, never silently ignored."""
+    provider = refresh_on_401(
+        Issued(expiry), refresh=lambda stale: stale, expires_at=lambda p: p.expires_at
+    )
+
+    with pytest.raises(TypeError, match=message):
+        await provider.chat("x")
+
+
+# --------------------------------------------------------------------------------------------------
+# an async refresh with plain stream methods (anthropic's messages.stream() shape)
+
+
+class Sent:
+    """What reached the server: the key of each request, when it was sent."""
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+
+
+class PlainStreams:
+    """Only plain stream methods: one returns a manager, one an async iterator."""
+
+    def __init__(self, sent: Sent, expires_at: float, key: int = 0) -> None:
+        self.sent = sent
+        self.expires_at = expires_at
+        self.key = key
+
+    def managed(self, request: str) -> Any:
+        provider = self
+
+        class Manager:
+            async def __aenter__(self) -> Any:
+                provider.sent.keys.append(provider.key)  # the request goes out on enter
+                return provider.items()
+
+            async def __aexit__(self, *exc_info: object) -> None:
+                pass
+
+        return Manager()
+
+    def returned(self, request: str) -> Any:
+        return self.items()
+
+    async def items(self) -> AsyncIterator[Any]:
+        if not self.sent.keys or self.sent.keys[-1] != self.key:
+            self.sent.keys.append(self.key)  # a lazy stream sends on the first read
+        yield text(str(self.key))
+
+
+@pytest.mark.parametrize("method", ["managed", "returned"])
+@pytest.mark.parametrize("refresh_kind", ["coroutine function", "async __call__"])
+async def test_an_async_refresh_works_with_only_plain_stream_methods(
+    autojump_clock: trio.testing.MockClock, method: str, refresh_kind: str
+) -> None:
+    """Accepted when wrapped, run at the first enter or read: the refresh ahead of expiry has
+    happened by the time the request is sent."""
+    sent = Sent()
+
+    class AsyncRefresh:
+        async def __call__(self, stale: PlainStreams) -> PlainStreams:
+            await trio.sleep(1)
+            return PlainStreams(sent, trio.current_time() + 600, stale.key + 1)
+
+    refresh = AsyncRefresh() if refresh_kind == "async __call__" else AsyncRefresh().__call__
+    provider = refresh_on_401(
+        PlainStreams(sent, trio.current_time() + 10),
+        refresh=refresh,
+        calls=(),
+        streams=("managed", "returned"),
+        expires_at=lambda p: p.expires_at,
+        clock=trio.current_time,
+    )
+
+    stream = getattr(provider, method)("x")
+    if method == "managed":
+        async with stream as opened:
+            items = [item async for item in opened]
+    else:
+        async with contextlib.aclosing(stream):
+            items = [item async for item in stream]
+
+    assert ([text("1")], [1]) == (items, sent.keys)
