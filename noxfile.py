@@ -106,3 +106,10 @@ def demo(session: nox.Session) -> None:
     """The main job: concurrent streaming chats that survive expiring tokens, on loopback."""
     install(session, "demo")
     session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session(name="demo-fleet", python=PYTHONS[0])
+def demo_fleet(session: nox.Session) -> None:
+    """Worker processes on one rotating credential: alone (logged out), then as a fleet."""
+    install(session, "demo")
+    session.run("python", "examples/fleet.py", *session.posargs)

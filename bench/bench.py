@@ -8,7 +8,9 @@ Sections (`--only` picks some):
   single-flight wrapper can do (target: at most 1.25 times it for 10,000 trio callers, with
   exactly one refresh) (`herd`);
 - ``side``: nanoseconds per call and per item, side by side with tenacity and stamina, as
-  information (`side_by_side`).
+  information (`side_by_side`);
+- ``fleet``: what a fleet refresh (`refresh_middleware.shared`) adds, on a file store and on a
+  loopback redis-server, as information (`fleet`).
 
 ``python bench/bench.py`` is the full run (minutes); ``--smoke`` runs every section tiny, in
 seconds, so CI keeps the script from rotting: its figures mean nothing. Only the public API is
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import fleet
 import herd
 import sdk_share
 import side_by_side
@@ -38,6 +41,7 @@ SECTIONS: dict[str, Callable[[Config], list[Table]]] = {
     "share": sdk_share.run,
     "herd": herd.run,
     "side": side_by_side.run,
+    "fleet": fleet.run,
 }
 
 

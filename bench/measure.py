@@ -33,6 +33,8 @@ class Config:
     side_items: int = 2_000  # items a stream
     side_streams: int = 20
     side_rounds: int = 9
+    fleet_renewals: int = 200  # fleet refreshes a round, one after another
+    fleet_rounds: int = 5
 
 
 SMOKE = Config(
@@ -51,6 +53,8 @@ SMOKE = Config(
     side_items=100,
     side_streams=2,
     side_rounds=2,
+    fleet_renewals=5,
+    fleet_rounds=1,
 )
 
 

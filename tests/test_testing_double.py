@@ -366,9 +366,10 @@ async def test_async_refresh_counter_returns_a_plain_replacement():
 
 def test_all_is_sorted_and_complete():
     """__all__ is exactly the test kit and the loopback server's public names."""
-    from refresh_middleware.testing import _double, _server
+    from refresh_middleware.testing import _double, _oauth, _server
 
-    assert {*_double.__all__, *_server.__all__} == set(refresh_middleware.testing.__all__)
+    public = {*_double.__all__, *_oauth.__all__, *_server.__all__}
+    assert public == set(refresh_middleware.testing.__all__)
 
 
 def test_every_name_in_all_resolves():

@@ -4,9 +4,11 @@
   scriptable provider double and a counting refresh, to test your wiring in a few lines.
 - `LoopbackLLMServer` and the functions that run it: a real HTTP server on 127.0.0.1 that
   issues expiring tokens and speaks the wire formats of OpenAI (chat completions and the
-  Responses API), Anthropic and Gemini, to test real SDK clients. It needs the ``server``
-  extra (``pip install refresh-middleware[server]``); its names are imported on first use,
-  so this module imports without it.
+  Responses API), Anthropic and Gemini, to test real SDK clients. Its identity provider
+  (`OAuthGrants`, counted in `OAuthStats`) rotates refresh tokens and revokes a family whose
+  refresh token is used twice, as real ones do. It needs the ``server`` extra
+  (``pip install refresh-middleware[server]``); its names are imported on first use, so this
+  module imports without it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ._double import ScriptedProvider as ScriptedProvider
 from ._double import ScriptExhaustedError as ScriptExhaustedError
 from ._double import SyncScriptedProvider as SyncScriptedProvider
 from ._double import UnauthorizedError as UnauthorizedError
+from ._oauth import OAuthGrants as OAuthGrants
+from ._oauth import OAuthStats as OAuthStats
 
 if TYPE_CHECKING:
     from ._server import CHUNKS_HEADER as CHUNKS_HEADER
@@ -38,6 +42,8 @@ __all__ = [
     "LoopbackLLMServer",
     "LoopbackOptions",
     "LoopbackStats",
+    "OAuthGrants",
+    "OAuthStats",
     "RefreshCounter",
     "ScriptExhaustedError",
     "ScriptedProvider",

@@ -38,9 +38,10 @@ from ._dialects import gemini_response as _gemini_response
 from ._dialects import responses_response as _responses_response
 from ._dialects import sse_data as _sse_data
 from ._dialects import sse_event as _sse_event
+from ._oauth import ROTATING_GRANTS, OAuthGrants
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable
 
     from hypercorn.typing import Framework  # pyright: ignore[reportUnknownVariableType]
     from starlette.requests import Request
@@ -328,6 +329,10 @@ class LoopbackLLMServer:
         }
         self._counts: Counter[str] = Counter()
         self._base_url: str | None = None
+        self.oauth: Final = OAuthGrants(
+            issue=self.issue_token, revoke=self._revoke, token_ttl=token_ttl
+        )
+        """Rotating refresh tokens with reuse detection, at the same token endpoint."""
         self.app: Final = Starlette(
             routes=[
                 Route("/oauth/token", self._token_endpoint, methods=["POST"]),
@@ -416,6 +421,11 @@ class LoopbackLLMServer:
         with self._lock:
             self._pending_errors[api].extend(itertools.repeat(mode, count))
 
+    def _revoke(self, tokens: Iterable[str]) -> None:
+        with self._lock:
+            for token in tokens:
+                self._expiry_by_token.pop(token, None)
+
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
@@ -503,6 +513,11 @@ class LoopbackLLMServer:
             if isinstance(fields, dict)
             else None
         )
+        if grant_type in ROTATING_GRANTS:
+            answer = await self.oauth.grant(
+                cast("dict[str, object]", fields), partial(_disconnected, request)
+            )
+            return JSONResponse(answer.body, status_code=answer.status)
         if grant_type != "client_credentials":
             return JSONResponse(
                 {"error": "unsupported_grant_type" if grant_type else "invalid_request"},
@@ -607,6 +622,14 @@ class LoopbackLLMServer:
             stream = GeminiStream(call)
             return _stream_response(self._events(stream, call, self._take_stream_error("gemini")))
         return JSONResponse(_gemini_response(call))
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client of `request` has gone away.
+
+    Its body was read, so the one message left for the app is the disconnect.
+    """
+    await request.receive()
 
 
 @asynccontextmanager

@@ -144,3 +144,47 @@ assert_type(kind_of({"type": "ping"}), ItemKind)
 gate = StreamGate(is_unauthorized=is_unauthorized_error, kind_of=kind_of)
 assert_type(gate.on_item("text"), tuple[GateAction, object])
 assert_type(gate.on_exception(ValueError()), GateAction)
+
+# -- one credential for the fleet (refresh_middleware.shared) ------------------------------------
+
+from refresh_middleware.shared import (  # noqa: E402 - this section's own imports
+    Credential,
+    FileStore,
+    RedisStore,
+    SharedCredential,
+)
+
+
+class TokenProvider:
+    def __init__(self, credential: Credential) -> None:
+        self.credential = credential
+
+    async def chat(self, prompt: str) -> str:
+        return f"{self.credential.access_token}: {prompt}"
+
+
+async def oauth_refresh(current: Credential | None) -> Credential:
+    return Credential("access", "refresh", expires_at=0.0, extra={"scope": "chat"})
+
+
+def oauth_refresh_sync(current: Credential | None) -> Credential:
+    return Credential("access")
+
+
+credential = SharedCredential(FileStore("/var/lib/app"), key="acct", fetch=oauth_refresh)
+SharedCredential(RedisStore("redis://127.0.0.1:6379/0"), key="acct", fetch=oauth_refresh_sync)
+SharedCredential(FileStore("/var/lib/app"), key="acct", fetch=wrong_refresh)  # type: ignore[arg-type]
+
+
+async def rebuild_from_the_fleet(stale: TokenProvider) -> TokenProvider:
+    return TokenProvider(await credential.renew(stale.credential))
+
+
+async def use_the_fleet() -> None:
+    first = await credential.current()
+    assert_type(first, Credential)
+    assert_type(first.generation, int)
+    assert_type(credential.renew_sync(first), Credential)
+    provider = refresh_on_401(TokenProvider(first), refresh=rebuild_from_the_fleet)
+    assert_type(provider, TokenProvider)
+    await credential.renew("token")  # type: ignore[arg-type]

@@ -1,0 +1,404 @@
+"""`SharedCredential`: one refresh per expiry for every task, thread, process and host.
+
+The protocol of DESIGN.md, written once:
+
+1. In the process, a `Flight` lets one caller go to the store; the others wait for its record.
+2. That caller reads the stored record without the lock: a record newer than the stale one
+   (another process refreshed) is adopted at once.
+3. Otherwise it takes the store's lock for the key (a bounded wait; a try-lock in the advisory
+   window before expiry, where someone else being on it is as good), reads again (adopt when
+   newer), and only then calls `fetch` with the record read under the lock: its refresh token
+   is the latest. `fetch` is bounded by a timeout shorter than the lock's lease, and the lease
+   is kept alive while it runs.
+4. It writes generation + 1 with a compare-and-set on the generation it read, so a holder that
+   outlived its lease cannot overwrite a newer record (it adopts that record instead), and
+   releases the lock only if it still owns it.
+
+The sync forms run the async protocol on a private event loop in a worker thread: the logic is
+written once, and a sync host (threads, Celery) waits only in its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, NamedTuple, cast
+
+from refresh_middleware._events import logger
+from refresh_middleware._flight import Flight, call_in_thread_async, call_in_thread_sync, trigger
+
+from ._errors import (
+    CorruptRecordError,
+    FetchTimeoutError,
+    LockTimeoutError,
+    ReauthenticationRequiredError,
+)
+from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
+from ._store import bounded
+
+if TYPE_CHECKING:
+    from ._store import Lease, Store, StoreSession
+
+__all__ = ["Fetch", "SharedCredential"]
+
+Fetch = Callable[[Credential | None], Credential | Awaitable[Credential]]
+"""`fetch(current)`: a new credential from the identity provider, sync or async.
+
+`current` is the record read under the lock (its refresh token is the one to send), or None
+when nothing is stored yet: the initial grant."""
+
+ADVISORY: Final = "advisory"
+"""The trigger of a proactive refresh that may give way to one already running elsewhere."""
+
+FETCH_TIMEOUT: Final = 10.0
+"""Default seconds `fetch` may take; below every lease, so a live holder never outlives it."""
+
+LOCK_MARGIN: Final = 2.0
+"""Seconds of lock wait beyond what a live (or dead) holder can keep the lock."""
+
+WRITE_ATTEMPTS: Final = 3
+"""Compare-and-set attempts when the record changes under the lock without getting newer."""
+
+
+class Timeouts(NamedTuple):
+    """How long a renewal may wait for the lock, and how long `fetch` may take."""
+
+    lock: float
+    fetch: float
+
+    @classmethod
+    def for_store(cls, store: Store, lock: float | None, fetch: float | None) -> Timeouts:
+        """Check the options against the store's lease; fill in the defaults.
+
+        A `fetch` that may outlast the lease could let a second holder fetch with the same
+        refresh token, so it must end first. The lock wait covers a holder that fetches for
+        as long as it may, or one that died and whose lease must run out.
+        """
+        lease = store.lease
+        if fetch is None:
+            fetch = FETCH_TIMEOUT if lease is None else min(FETCH_TIMEOUT, lease * 2 / 3)
+        fetch = _seconds(fetch, "fetch_timeout")
+        if lease is not None and fetch >= lease:
+            msg = f"fetch_timeout must be shorter than the store's lease ({lease:g} s)"
+            raise ValueError(msg)
+        if lock is None:
+            lock = max(fetch, lease or 0.0) + LOCK_MARGIN
+        return cls(_seconds(lock, "lock_timeout"), fetch)
+
+
+def _seconds(value: object, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        msg = f"{option} must be a positive number of seconds, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+class SharedCredential:
+    """One OAuth credential shared by every process and host that uses `store`.
+
+    Args:
+        store: Where the fleet keeps the record and the lock (`FileStore`, `RedisStore`).
+        key: The credential's name in the store, such as ``"anthropic/acct-42"``.
+        fetch: `fetch(current)` returns a new `Credential` from the identity provider: a plain
+            function or a coroutine function (awaited in the caller's event loop). `current`
+            is the record read under the lock, whose refresh token is the one to send, or None
+            when nothing is stored yet (the initial grant, made by one process of the fleet).
+        codec: Encodes records before they are stored and decodes them after (encryption at
+            rest); None stores JSON.
+        lock_timeout: Seconds to wait for the store's lock before `LockTimeoutError`; by
+            default long enough for a holder to fetch, or for a dead holder's lease to run out.
+        fetch_timeout: Seconds `fetch` may take before `FetchTimeoutError` (default 10, and
+            always shorter than the store's lease).
+
+    Raises:
+        ValueError: `key` is empty, or a timeout is not a positive number (or `fetch_timeout`
+            is not shorter than the store's lease).
+        TypeError: `fetch` is not callable.
+
+    A `SharedCredential` may be made before an event loop runs, and used from any loop,
+    thread and process (each process makes its own).
+
+    """
+
+    __slots__ = ("_flight", "codec", "fetch", "key", "store", "timeouts")
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        key: str,
+        fetch: Fetch,
+        codec: Codec | None = None,
+        lock_timeout: float | None = None,
+        fetch_timeout: float | None = None,
+    ) -> None:
+        if not _is_key(key):
+            msg = f"key must be a non-empty string, got {key!r}"
+            raise ValueError(msg)
+        if not callable(fetch):
+            msg = f"fetch must be callable, got {type(fetch).__name__}"
+            raise TypeError(msg)
+        self.store: Final = store
+        self.key: Final = key
+        self.fetch: Final = fetch
+        self.codec: Final = codec
+        self.timeouts: Final = Timeouts.for_store(store, lock_timeout, fetch_timeout)
+        # The newest record this process knows; its generation is the flight's own count.
+        self._flight: Flight[Credential | None] = Flight(None)
+
+    def __repr__(self) -> str:
+        """The store and the key, which is what a log line needs."""
+        return f"SharedCredential({self.store!r}, key={self.key!r})"
+
+    # -- the public face ------------------------------------------------------------------------
+
+    async def current(self) -> Credential:
+        """The credential to build a provider with.
+
+        The newest record this process knows, while it has not expired; otherwise the stored
+        record, read from the store. When nothing is stored yet, one process of the fleet takes
+        the lock and runs the initial `fetch(None)`; the others adopt what it wrote.
+
+        Raises:
+            StoreUnavailableError: The store cannot be reached.
+            LockTimeoutError: Nothing was stored and the lock was not obtained in time.
+            CorruptRecordError: The stored record cannot be read.
+            FetchTimeoutError: The initial fetch took too long.
+
+        """
+        known = self._flight.current
+        if known.value is not None and not _expired(known.value):
+            return known.value
+        outcome = await self._flight.refresh_async(known.generation, self._look)
+        if outcome.error is not None:
+            raise outcome.error
+        return cast("Credential", outcome.value)
+
+    async def renew(self, stale: Credential) -> Credential:
+        """A record newer than `stale`, fetched only when nobody else has fetched one yet.
+
+        `stale` is a credential that `current` or `renew` returned, now refused (a 401) or
+        about to expire. Other tasks, threads, processes and hosts renewing the same record
+        share one fetch. In the advisory window before expiry (the `trigger` that
+        `refresh_on_401` sets is "advisory"), a renewal that finds another process fetching
+        does not wait for it: it returns the record as it is, still valid.
+
+        Raises:
+            StoreUnavailableError: The store cannot be reached; nothing was fetched.
+            LockTimeoutError: The lock was not obtained within `lock_timeout`.
+            CorruptRecordError: The stored record cannot be read.
+            ReauthenticationRequiredError: The identity provider refused the refresh token
+                (`invalid_grant`) and no process has stored a newer record.
+            FetchTimeoutError: `fetch` took longer than `fetch_timeout`.
+
+        Whatever `fetch` raises otherwise is raised as it is.
+
+        """
+        if not _is_credential(stale):
+            msg = f"renew takes the Credential to replace, got {type(stale).__name__}"
+            raise TypeError(msg)
+        advisory = trigger.get() == ADVISORY
+        while True:
+            known = self._flight.current
+            if newer(known.value, stale):
+                return cast("Credential", known.value)
+            mine = _Mine()
+            run = functools.partial(self._renew, stale, mine, advisory=advisory)
+            outcome = await self._flight.refresh_async(known.generation, run)
+            if outcome.error is not None:
+                raise outcome.error
+            fresh = cast("Credential", outcome.value)
+            # Only an advisory renewal gives way with the record it had: a caller that needs a
+            # newer one goes again rather than take it from another caller's give-way.
+            if mine.ran or advisory or newer(fresh, stale):
+                return fresh
+
+    def current_sync(self) -> Credential:
+        """`current` for synchronous code: waits in this thread only.
+
+        The async protocol runs on a private event loop in a worker thread (so `fetch` may
+        be a plain function or a coroutine function that makes its own clients).
+        """
+        return _blocking(self.current)
+
+    def renew_sync(self, stale: Credential) -> Credential:
+        """`renew` for synchronous code (a sync provider's `refresh`): waits in this thread."""
+        return _blocking(functools.partial(self.renew, stale))
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    async def _look(self) -> Credential:
+        """The stored record, or the initial grant when there is none (the flight's run)."""
+        known = self._flight.current.value
+        async with self.store.open(self.key) as session:
+            stored = await self._read(session) or await self._locked(session, None, advisory=False)
+        return cast("Credential", newest(stored, known))
+
+    async def _renew(self, stale: Credential, mine: _Mine, *, advisory: bool) -> Credential:
+        """A newer record than `stale`, from the store or from `fetch` (the flight's run)."""
+        mine.ran = True
+        known = self._flight.current.value
+        async with self.store.open(self.key) as session:
+            stored = await self._read(session)
+            best = newest(stored, known)
+            if newer(best, stale):
+                logger.debug("refresh_middleware: %r adopted a newer record", self)
+                return cast("Credential", best)
+            fresh = await self._locked(session, stale, advisory=advisory)
+        return cast("Credential", newest(fresh, known))
+
+    async def _locked(
+        self, session: StoreSession, stale: Credential | None, *, advisory: bool
+    ) -> Credential:
+        """Under the store's lock: read again, then fetch and write, unless someone did."""
+        lease = await session.lock(0.0 if advisory else self.timeouts.lock)
+        if lease is None:
+            if advisory:  # someone else is on it, and the stale record is still valid
+                return cast("Credential", newest(await self._read(session), stale))
+            msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
+            raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+        try:
+            stored = await self._read(session)
+            if newer(stored, stale):
+                return cast("Credential", stored)
+            return await self._fetch_and_write(session, lease, stored, stale)
+        finally:
+            await session.unlock(lease)
+
+    async def _fetch_and_write(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        stale: Credential | None,
+    ) -> Credential:
+        # A store that lost its record (a Redis without persistence, restarted) is older than
+        # what this process holds: then the stale record has the latest refresh token.
+        base = newest(stored, stale)
+        started = time.monotonic()
+        async with session.keep(lease):
+            try:
+                fresh = await bounded(
+                    functools.partial(self._call_fetch, base), self.timeouts.fetch, self._slow
+                )
+            except Exception as error:
+                if not is_invalid_grant(error):
+                    raise
+                again = await self._read(session)
+                if newer(again, base):  # another holder rotated it meanwhile: adopt that
+                    return cast("Credential", again)
+                msg = (
+                    "the identity provider refused the stored refresh token (invalid_grant); "
+                    "sign in again to store a new credential"
+                )
+                raise ReauthenticationRequiredError(
+                    msg, store=repr(self.store), key=self.key
+                ) from error
+        written = await self._write(session, lease, stored, base, fresh)
+        logger.info(
+            "refresh_middleware: %r fetched generation %d in %.3f s",
+            self,
+            written.generation,
+            time.monotonic() - started,
+        )
+        return written
+
+    async def _call_fetch(self, current: Credential | None) -> Credential:
+        fetch = self.fetch
+        if inspect.iscoroutinefunction(fetch) or inspect.iscoroutinefunction(
+            getattr(fetch, "__call__", None)  # noqa: B004 - a callable object's async __call__
+        ):
+            result: object = await cast("Callable[..., Awaitable[object]]", fetch)(current)
+        else:
+            result = await call_in_thread_async(functools.partial(fetch, current))
+            if inspect.isawaitable(result):
+                result = await result
+        if not isinstance(result, Credential):
+            msg = f"fetch must return a Credential, got {type(result).__name__}"
+            raise TypeError(msg)
+        return result
+
+    async def _write(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        base: Credential | None,
+        fresh: Credential,
+    ) -> Credential:
+        """Store `fresh` as the generation after `stored` (and after `base`), compare-and-set.
+
+        A write that loses to a newer record adopts it: that holder's refresh token is the
+        live one. A record that changed without getting newer (deleted by hand) is written
+        over, a bounded number of times.
+        """
+        for _ in range(WRITE_ATTEMPTS):
+            expected = 0 if stored is None else stored.generation
+            generation = max(expected, 0 if base is None else base.generation) + 1
+            written = dataclasses.replace(fresh, generation=generation)
+            if await session.write(lease, expected, encode(written, generation, self.codec)):
+                return written
+            stored = await self._read(session)
+            if newer(stored, base):
+                logger.warning(
+                    "refresh_middleware: %r: a newer record was written while this process "
+                    "fetched (its lease ran out); adopting it",
+                    self,
+                )
+                return cast("Credential", stored)
+        msg = "the record keeps changing under the lock: is something else writing this key?"
+        raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
+
+    async def _read(self, session: StoreSession) -> Credential | None:
+        record = await session.read()
+        if record is None:
+            return None
+        try:
+            return decode(record, self.codec)
+        except ValueError as error:
+            msg = f"the stored record cannot be read: {error}; delete it to start over"
+            raise CorruptRecordError(msg, store=repr(self.store), key=self.key) from None
+
+    def _slow(self) -> FetchTimeoutError:
+        msg = f"fetch did not return within {self.timeouts.fetch:g} s"
+        return FetchTimeoutError(msg, store=repr(self.store), key=self.key)
+
+
+@dataclasses.dataclass(slots=True)
+class _Mine:
+    """Set by a renewal's own run: its result is final, newer or not."""
+
+    ran: bool = False
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _is_credential(value: object) -> bool:
+    return isinstance(value, Credential)
+
+
+def _expired(credential: Credential) -> bool:
+    expires_at = credential.expires_at
+    return expires_at is not None and time.time() >= expires_at
+
+
+def _blocking(run: Callable[[], Awaitable[Credential]]) -> Credential:
+    """Run `run()` on a private asyncio loop in a worker thread, and wait for it here.
+
+    A worker thread, because this thread may already run an event loop (a sync provider called
+    from async code), where a second loop cannot start. The protocol bounds itself (lock wait,
+    fetch timeout, store timeouts), so the wait here needs no bound of its own.
+    """
+    return call_in_thread_sync(lambda: asyncio.run(_coroutine(run)), threading.TIMEOUT_MAX)
+
+
+async def _coroutine(run: Callable[[], Awaitable[Credential]]) -> Credential:
+    return await run()

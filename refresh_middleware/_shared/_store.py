@@ -1,0 +1,123 @@
+"""What a store must do for the fleet protocol, and the loop helpers the stores share.
+
+A store keeps one `Record` per key and one lock per key. The protocol (`_credential`) opens a
+session, reads without the lock, takes the lock, reads again, writes with a compare-and-set on
+the generation, and releases the lock only if it still owns it. Any store that can do these
+few things (a database row with `SELECT ... FOR UPDATE`, a cloud key-value store with
+conditional writes) can serve a fleet; `FileStore` and `RedisStore` are the two shipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+from refresh_middleware._flight import library
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from ._records import Record
+
+__all__ = ["Lease", "Store", "StoreSession", "bounded", "no_keeping", "sleep"]
+
+R = TypeVar("R")
+
+
+class Lease(NamedTuple):
+    """A lock a session holds: the key it locks, and the owner token that proves it holds it."""
+
+    key: str
+    token: str
+
+
+class StoreSession(Protocol):
+    """The operations of a store on one key, valid inside one `Store.open(key)` block.
+
+    Each raises `StoreUnavailableError` when the store cannot be reached or used, and
+    `CorruptRecordError` for a record whose generation cannot be read.
+    """
+
+    async def read(self) -> Record | None:
+        """The record of the key, read without the lock; None when nothing is stored."""
+        ...
+
+    async def lock(self, wait: float) -> Lease | None:
+        """Take the lock of the key, waiting at most `wait` seconds (0: try once); None if not.
+
+        Waiting polls without blocking the event loop. A lock whose holder died is free again:
+        at once for an OS file lock, after its lease for a lock with a lease.
+        """
+        ...
+
+    def keep(self, lease: Lease) -> AbstractAsyncContextManager[None]:
+        """Keep `lease` alive for the duration of the block (a lease is renewed while it runs)."""
+        ...
+
+    async def write(self, lease: Lease, expected: int, record: Record) -> bool:
+        """Store `record` if the stored generation is still `expected` (0: nothing stored).
+
+        Returns False, writing nothing, when another writer got there first.
+        """
+        ...
+
+    async def unlock(self, lease: Lease) -> None:
+        """Release the lock if `lease` still owns it; never cut short by cancellation."""
+        ...
+
+
+class Store(Protocol):
+    """A place the processes of a fleet share records and locks in.
+
+    Its `repr` names it in error messages and logs: a path, a host, never a password.
+    """
+
+    @property
+    def lease(self) -> float | None:
+        """Seconds a lock outlives a holder that stops renewing it; None: it dies with it."""
+        ...
+
+    def open(self, key: str) -> AbstractAsyncContextManager[StoreSession]:
+        """A session on the record and lock of `key` (a connection, for a networked store)."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def no_keeping(lease: Lease) -> AsyncGenerator[None]:  # noqa: ARG001 - the protocol's shape
+    """`StoreSession.keep` for locks that live as long as their holder (OS file locks)."""
+    yield
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep in the running event loop, whichever it is."""
+    if library() == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        await trio.sleep(seconds)
+        return
+    import asyncio  # noqa: PLC0415
+
+    await asyncio.sleep(seconds)
+
+
+async def bounded(
+    run: Callable[[], Awaitable[R]], seconds: float, timed_out: Callable[[], Exception]
+) -> R:
+    """`await run()`, cancelled after `seconds`; then `timed_out()` is raised in its stead."""
+    if library() == "trio":
+        import trio  # noqa: PLC0415
+
+        with trio.move_on_after(seconds):
+            return await run()
+        raise timed_out()
+    import asyncio  # noqa: PLC0415
+
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await run()
+    except TimeoutError:
+        if scope.expired():
+            raise timed_out() from None
+        raise

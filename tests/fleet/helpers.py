@@ -1,0 +1,141 @@
+"""Doubles for the fleet tests: a counting fetch, a counting store wrapper, a record planter."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections import Counter
+from typing import Any
+
+import trio
+
+from refresh_middleware._shared._records import encode
+from refresh_middleware.shared import Credential, FileStore, RedisStore
+
+_tokens = itertools.count(1)
+
+
+@dataclasses.dataclass
+class Fetcher:
+    """A fetch that counts its calls, records what it was given, and can be slowed or failed."""
+
+    calls: int = 0
+    given: list[Credential | None] = dataclasses.field(default_factory=list)
+    delay: float = 0.0
+    error: Exception | None = None
+    started: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+    async def __call__(self, current: Credential | None) -> Credential:
+        self.calls += 1
+        self.given.append(current)
+        self.started.set()
+        if self.delay:
+            await trio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        number = next(_tokens)
+        return Credential(f"access-{number}", f"refresh-{number}", None, {"n": number})
+
+
+class CountingStore:
+    """A store that counts every session operation of the store it wraps."""
+
+    def __init__(self, store: Any, *, refuse_writes: int = 0, lock_delay: float = 0.0) -> None:
+        self.store = store
+        self.counts: Counter[str] = Counter()
+        self.refuse_writes = refuse_writes
+        self.lock_delay = lock_delay
+
+    def __repr__(self) -> str:
+        return f"Counting({self.store!r})"
+
+    @property
+    def lease(self) -> float | None:
+        return self.store.lease
+
+    @property
+    def operations(self) -> int:
+        return sum(self.counts.values())
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str):
+        self.counts["open"] += 1
+        async with self.store.open(key) as session:
+            yield _CountingSession(self, session)
+
+
+class _CountingSession:
+    def __init__(self, owner: CountingStore, session: Any) -> None:
+        self.owner = owner
+        self.session = session
+
+    async def read(self):
+        self.owner.counts["read"] += 1
+        return await self.session.read()
+
+    async def lock(self, wait: float):
+        self.owner.counts["lock"] += 1
+        if self.owner.lock_delay:
+            await trio.sleep(self.owner.lock_delay)
+        return await self.session.lock(wait)
+
+    def keep(self, lease):
+        return self.session.keep(lease)
+
+    async def write(self, lease, expected, record):
+        self.owner.counts["write"] += 1
+        if self.owner.refuse_writes:
+            self.owner.refuse_writes -= 1
+            return False
+        return await self.session.write(lease, expected, record)
+
+    async def unlock(self, lease):
+        self.owner.counts["unlock"] += 1
+        await self.session.unlock(lease)
+
+
+async def plant(store: Any, key: str, data: bytes | Credential, generation: int = 1) -> None:
+    """Put a record (or raw bytes) in the store as something else would: no lock, no check."""
+    raw = encode(data, generation, None).data if isinstance(data, Credential) else data
+    if isinstance(store, FileStore):
+        store.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        async with store.open(key) as session:
+            session.record_path.write_bytes(b"%d\n%b" % (generation, raw))
+        return
+    assert isinstance(store, RedisStore)
+    async with store.open(key) as session:
+        await session.client.hset(session.record_key, {"generation": str(generation), "data": raw})
+
+
+async def plant_raw(store: Any, key: str, contents: bytes) -> None:
+    """Put bytes where the record goes: a record file's contents, or a Redis string."""
+    if isinstance(store, FileStore):
+        store.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        async with store.open(key) as session:
+            session.record_path.write_bytes(contents)
+        return
+    async with store.open(key) as session:
+        await session.client.set(session.record_key, contents)
+
+
+async def delete(store: Any, key: str) -> None:
+    """Remove the record, as an administrator (or a Redis restarted without persistence) would."""
+    if isinstance(store, FileStore):
+        async with store.open(key) as session:
+            session.record_path.unlink()
+        return
+    async with store.open(key) as session:
+        await session.client.delete([session.record_key])
+
+
+@contextlib.asynccontextmanager
+async def held(store: Any, key: str):
+    """Hold the lock of `key` from another session for the block, as another process would."""
+    async with store.open(key) as session:
+        lease = await session.lock(5.0)
+        assert lease is not None
+        try:
+            yield session
+        finally:
+            await session.unlock(lease)
