@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 __all__ = [
+    "REDACTED",
     "CallRetried",
     "Event",
     "NotReplayableError",
