@@ -13,6 +13,7 @@ import enum
 import functools
 import inspect
 import re
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import MappingProxyType, WrapperDescriptorType
 from typing import Any, Final, NamedTuple, Protocol, cast
@@ -665,29 +666,34 @@ class _Plan(NamedTuple):
 # item, and the checks above read the second for each value inside one. Working a plan out
 # reads the class (its fields, attributes and name) and costs microseconds; reusing it keeps
 # `kind_of` to a few dictionary reads on SDK objects, where a missed getattr alone costs
-# microseconds (pydantic raises and catches inside). Plain dicts, because a WeakKeyDictionary
-# lookup costs more than a whole classification; the bound keeps classes made on the fly from
-# piling up (they are only planned again after a reset). Races between threads only work the
-# same plan out twice.
-_CLASSIFIERS: dict[type, Callable[[Any], ItemKind]] = {}
-_READERS: dict[type, Callable[[Any], _Fields]] = {}
-_MAX_PLANS: Final = 4096
+# microseconds (pydantic raises and catches inside). The tables are keyed by the class's id,
+# not by the class, which they would keep alive: a weak reference to each class drops its
+# entries when a class made on the fly goes (a WeakKeyDictionary lookup costs more than a whole
+# classification). Races between threads only work the same plan out twice.
+_CLASSIFIERS: dict[int, Callable[[Any], ItemKind]] = {}
+_READERS: dict[int, Callable[[Any], _Fields]] = {}
+_WATCHED: dict[int, weakref.ref[type]] = {}
 
 
 def _plan_of(cls: type) -> _Plan:
-    """The plan of `cls`, worked out and remembered."""
+    """The plan of `cls`, worked out and remembered while `cls` lives."""
     plan = _new_plan(cls)
-    if len(_CLASSIFIERS) >= _MAX_PLANS or len(_READERS) >= _MAX_PLANS:
-        _CLASSIFIERS.clear()
-        _READERS.clear()
-    _CLASSIFIERS[cls] = plan.kind
-    _READERS[cls] = plan.read
+    key = id(cls)
+    if key not in _WATCHED:
+        _WATCHED[key] = weakref.ref(cls, functools.partial(_forget_plan, key))
+    _CLASSIFIERS[key] = plan.kind
+    _READERS[key] = plan.read
     return plan
+
+
+def _forget_plan(key: int, _gone: object) -> None:
+    for table in (_CLASSIFIERS, _READERS, _WATCHED):
+        table.pop(key, None)
 
 
 def _fields_of(value: object) -> _Fields:
     """The fields of a value inside an item, read as its class's plan says."""
-    return (_READERS.get(type(value)) or _plan_of(type(value)).read)(value)
+    return (_READERS.get(id(type(value))) or _plan_of(type(value)).read)(value)
 
 
 def _new_plan(cls: type[object]) -> _Plan:
@@ -847,7 +853,7 @@ def kind_of(item: object) -> ItemKind:
     try:
         if cls is dict:
             return _kind_of_mapping(item)
-        return (_CLASSIFIERS.get(cls) or _plan_of(cls).kind)(item)
+        return (_CLASSIFIERS.get(id(cls)) or _plan_of(cls).kind)(item)
     except Exception:  # noqa: BLE001 - an item that cannot be read is treated as output
         return _OUTPUT
 
