@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from frameworks.support import Keys
 from refresh_middleware.testing import open_loopback_server, run_loopback_server_in_thread
 
 
@@ -19,3 +20,9 @@ def threaded():
     """A loopback server on a thread of its own, for asyncio frameworks and sync callers."""
     with run_loopback_server_in_thread() as server:
         yield server
+
+
+@pytest.fixture
+def keys(loopback):
+    """Fresh tokens from the in-run server's token endpoint, counted."""
+    return Keys(loopback)

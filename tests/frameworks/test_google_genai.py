@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from frameworks.support import Keys, expected, outcome, together
+from frameworks.support import expected, outcome, together
 from refresh_middleware import refresh_on_401
 
 # The SDKs leave async generators of their own to the garbage collector even when used bare
@@ -26,11 +26,6 @@ async def options(loopback):
     """HTTP options on the loopback server, with an httpx client that runs on trio."""
     async with httpx.AsyncClient() as http:
         yield types.HttpOptions(base_url=loopback.base_url, httpx_async_client=http)
-
-
-@pytest.fixture
-def keys(loopback):
-    return Keys(loopback)
 
 
 def wrap(loopback, options, keys):

@@ -26,11 +26,6 @@ async def client(loopback):
         yield client
 
 
-@pytest.fixture
-def keys(loopback):
-    return Keys(loopback)
-
-
 def wrap(client, keys):
     """The client wrapped in one line, as the issue promises it: async refresh, dotted names."""
 
