@@ -679,8 +679,7 @@ def _plan_of(cls: type) -> _Plan:
     """The plan of `cls`, worked out and remembered while `cls` lives."""
     plan = _new_plan(cls)
     key = id(cls)
-    if key not in _WATCHED:
-        _WATCHED[key] = weakref.ref(cls, functools.partial(_forget_plan, key))
+    _WATCHED[key] = weakref.ref(cls, functools.partial(_forget_plan, key))
     _CLASSIFIERS[key] = plan.kind
     _READERS[key] = plan.read
     return plan
