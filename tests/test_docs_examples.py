@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import inspect
 from pathlib import Path
@@ -18,6 +19,13 @@ EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|anthropic|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
 )
+
+
+@pytest.fixture(autouse=True)
+def _collected():
+    """Each example starts with the SDK garbage of the ones before it collected: abandoned SDK
+    generators finalized later, from another thread, can trip trio's finalizer."""
+    gc.collect()
 
 
 def load(path):

@@ -149,6 +149,12 @@ class _Script:
                 return [ScriptExhaustedError(msg)]
             return self._streams.popleft()
 
+    def _send(self, item: object) -> Any:
+        """A scripted stream item as the provider yields it (an error is raised), counted."""
+        _answer(item)
+        self._sent()
+        return item
+
     def _sent(self) -> None:
         with self._lock:
             self.items_sent += 1
@@ -183,9 +189,7 @@ class ScriptedProvider(_Script):
         """Return the next queued result (see `queue_chat`)."""
         outcome = self._take_chat(args, kwargs)
         await _sleep(self.latency)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return _answer(outcome)
 
     async def chat_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """Stream the next queued script (see `queue_stream`)."""
@@ -193,10 +197,7 @@ class ScriptedProvider(_Script):
         try:
             for item in script:
                 await _sleep(self.latency)
-                if isinstance(item, BaseException):
-                    raise item
-                self._sent()
-                yield item
+                yield self._send(item)
         finally:
             self._closed()
 
@@ -212,9 +213,7 @@ class SyncScriptedProvider(_Script):
         outcome = self._take_chat(args, kwargs)
         if self.latency:
             time.sleep(self.latency)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return _answer(outcome)
 
     def chat_stream(self, *args: Any, **kwargs: Any) -> Generator[Any]:
         """Stream the next queued script (see `queue_stream`)."""
@@ -223,12 +222,16 @@ class SyncScriptedProvider(_Script):
             for item in script:
                 if self.latency:
                     time.sleep(self.latency)
-                if isinstance(item, BaseException):
-                    raise item
-                self._sent()
-                yield item
+                yield self._send(item)
         finally:
             self._closed()
+
+
+def _answer(outcome: object) -> Any:
+    """A scripted outcome as the provider gives it: raised when it is an error."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 async def _sleep(seconds: float) -> None:
