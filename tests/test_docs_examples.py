@@ -16,9 +16,8 @@ EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
 # The SDKs and httpx leave their own inner async generators to the garbage collector when a
 # stream ends early or raises, and trio warns when it collects them. Those generators are theirs,
 # not ours (ours are closed explicitly), so only theirs are let through.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Async generator '(openai|anthropic|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
-)
+SDKS = "openai|anthropic|google|httpx|httpx2|httpcore|httpcore2"
+pytestmark = pytest.mark.filterwarnings(rf"ignore:Async generator '({SDKS})\.:ResourceWarning")
 
 
 @pytest.fixture(autouse=True)
