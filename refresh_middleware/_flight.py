@@ -45,6 +45,7 @@ __all__ = [
     "Flight",
     "Outcome",
     "Signal",
+    "bounded",
     "call_in_thread_async",
     "call_in_thread_sync",
     "library",
@@ -234,6 +235,32 @@ def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
     if not done.wait_sync(timeout):
         raise TimeoutError
     return _unbox(box)
+
+
+async def bounded(
+    run: Callable[[], Awaitable[R]], seconds: float, timed_out: Callable[[], Exception]
+) -> R:
+    """`await run()`, cancelled after `seconds` under trio or asyncio; `timed_out()` then.
+
+    Under asyncio only a timeout of this scope becomes `timed_out()`: a `TimeoutError` that
+    `run` raises itself passes as it is.
+    """
+    if library() == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        with trio.move_on_after(seconds):
+            return await run()
+        raise timed_out()
+    import asyncio  # noqa: PLC0415
+
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await run()
+    except TimeoutError:
+        if scope.expired():
+            raise timed_out() from None
+        raise
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from ._events import (
 from ._flight import (
     Current,
     Outcome,
+    bounded,
     call_in_thread_async,
     call_in_thread_sync,
     library,
@@ -435,22 +436,7 @@ async def bounded_async(call: Call, stale: object) -> Any:
 
     if timeout is None:
         return await run()
-    if library() == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-        with trio.move_on_after(timeout):
-            return await run()
-        raise _timed_out(timeout)
-    import asyncio  # noqa: PLC0415
-
-    scope = asyncio.timeout(timeout)
-    try:
-        async with scope:
-            return await run()
-    except TimeoutError:
-        if scope.expired():
-            raise _timed_out(timeout) from None
-        raise
+    return await bounded(run, timeout, functools.partial(_timed_out, timeout))
 
 
 def bounded_sync(call: Call, stale: object) -> Any:

@@ -115,6 +115,24 @@ class SyncProvider:
             self.script.closed_streams += 1
 
 
+class ScriptedStream:
+    """An SDK-like stream object over scripted items: an async iterator whose exception
+    items are raised; subclasses say what closing it does."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = iter(items)
+
+    def __aiter__(self) -> ScriptedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        await checkpoint()
+        item = next(self.items, StopAsyncIteration)
+        if isinstance(item, BaseException) or item is StopAsyncIteration:
+            raise item
+        return item
+
+
 def text(value: str) -> dict[str, str]:
     return {"type": "text_delta", "text": value}
 

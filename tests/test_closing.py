@@ -9,7 +9,7 @@ from typing import Any, Self
 
 import pytest
 import trio
-from conftest import DONE, Unauthorized, checkpoint, text
+from conftest import DONE, ScriptedStream, Unauthorized, checkpoint, text
 
 from refresh_middleware import refresh_on_401
 
@@ -29,23 +29,13 @@ class Log:
         return self.batches.pop(0)
 
 
-class SdkStream:
+class SdkStream(ScriptedStream):
     """An SDK stream object: async iterator with an async close, usable in `async with`."""
 
     def __init__(self, log: Log) -> None:
+        super().__init__(log.next_batch())
         self.log = log
-        self.items = iter(log.next_batch())
         self.response = "the HTTP response"
-
-    def __aiter__(self) -> SdkStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        await checkpoint()
-        item = next(self.items, StopAsyncIteration)
-        if isinstance(item, BaseException) or item is StopAsyncIteration:
-            raise item
-        return item
 
     async def close(self) -> None:
         self.log.events.append("close")

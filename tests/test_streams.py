@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import DONE, ERROR_401, Harness, Script, ServerError, Unauthorized, checkpoint, text
+from conftest import (
+    DONE,
+    ERROR_401,
+    Harness,
+    Script,
+    ScriptedStream,
+    ServerError,
+    Unauthorized,
+    checkpoint,
+    text,
+)
 
 from refresh_middleware import refresh_on_401
 from refresh_middleware._retry import CLOSE_TIMEOUT
@@ -19,22 +29,12 @@ from refresh_middleware._retry import CLOSE_TIMEOUT
 START = {"type": "message_start", "usage": {"input_tokens": 7, "output_tokens": 1}}
 
 
-class Stream:
+class Stream(ScriptedStream):
     """An SDK-like stream object: an async iterator with an async `close`."""
 
     def __init__(self, script: Script, items: list[Any]) -> None:
+        super().__init__(items)
         self.script = script
-        self.items = iter(items)
-
-    def __aiter__(self) -> Stream:
-        return self
-
-    async def __anext__(self) -> Any:
-        await checkpoint()
-        item = next(self.items, StopAsyncIteration)
-        if isinstance(item, BaseException) or item is StopAsyncIteration:
-            raise item
-        return item
 
     async def close(self) -> None:
         self.script.closed_streams += 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import DONE, Script, SyncProvider, Unauthorized, checkpoint, text
+from conftest import DONE, Script, ScriptedStream, SyncProvider, Unauthorized, checkpoint, text
 
 from refresh_middleware import refresh_on_401
 from refresh_middleware.classify import DEFAULT_USAGE
@@ -44,22 +44,12 @@ class Completions:
         return Manager(self)
 
 
-class Chunks:
+class Chunks(ScriptedStream):
     """The SDK's stream object."""
 
     def __init__(self, items: list[Any]) -> None:
-        self.items = iter(items)
+        super().__init__(items)
         self.closed = False
-
-    def __aiter__(self) -> Chunks:
-        return self
-
-    async def __anext__(self) -> Any:
-        await checkpoint()
-        item = next(self.items, StopAsyncIteration)
-        if isinstance(item, BaseException) or item is StopAsyncIteration:
-            raise item
-        return item
 
     async def close(self) -> None:
         self.closed = True

@@ -31,7 +31,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 from refresh_middleware._events import logger
-from refresh_middleware._flight import Flight, call_in_thread_async, call_in_thread_sync, trigger
+from refresh_middleware._flight import (
+    Flight,
+    bounded,
+    call_in_thread_async,
+    call_in_thread_sync,
+    trigger,
+)
 
 from ._errors import (
     CorruptRecordError,
@@ -40,7 +46,6 @@ from ._errors import (
     ReauthenticationRequiredError,
 )
 from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
-from ._store import bounded
 
 if TYPE_CHECKING:
     from ._store import Lease, Store, StoreSession

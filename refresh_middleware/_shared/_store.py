@@ -10,7 +10,7 @@ conditional writes) can serve a fleet; `FileStore` and `RedisStore` are the two 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 from refresh_middleware._flight import library
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._records import Record
 
-__all__ = ["Lease", "Store", "StoreSession", "bounded", "no_keeping", "sleep"]
+__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "sleep"]
 
 R = TypeVar("R")
 
@@ -99,25 +99,3 @@ async def sleep(seconds: float) -> None:
     import asyncio  # noqa: PLC0415
 
     await asyncio.sleep(seconds)
-
-
-async def bounded(
-    run: Callable[[], Awaitable[R]], seconds: float, timed_out: Callable[[], Exception]
-) -> R:
-    """`await run()`, cancelled after `seconds`; then `timed_out()` is raised in its stead."""
-    if library() == "trio":
-        import trio  # noqa: PLC0415
-
-        with trio.move_on_after(seconds):
-            return await run()
-        raise timed_out()
-    import asyncio  # noqa: PLC0415
-
-    scope = asyncio.timeout(seconds)
-    try:
-        async with scope:
-            return await run()
-    except TimeoutError:
-        if scope.expired():
-            raise timed_out() from None
-        raise
