@@ -10,18 +10,18 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ._retry import Call, Started, open_async, open_sync, start_plain
+from ._retry import Call, FirstAttempt, open_async, open_sync, start_plain
 
 __all__ = ["call_coroutine", "call_plain"]
 
 
-def call_coroutine(call: Call, started: Started | None = None) -> Any:
+def call_coroutine(call: Call, first: FirstAttempt | None = None) -> Any:
     """A coroutine method, or an awaitable a plain method returned: awaiting gives the result.
 
     The engine's own coroutine is handed over as it is: a herd of callers waiting on one
     refresh then waits through the fewest frames.
     """
-    return open_async(call, started)
+    return open_async(call, first)
 
 
 def call_plain(call: Call) -> Any:
@@ -30,9 +30,9 @@ def call_plain(call: Call) -> Any:
     The SDKs' `create` methods are plain functions that return a coroutine: awaiting ours
     awaits theirs, so a 401 raised at the `await` is refreshed and retried there.
     """
-    started = start_plain(call)
-    if started is None:
+    first = start_plain(call)
+    if first is None:
         return call_coroutine(call)
-    if inspect.isawaitable(started.value):
-        return call_coroutine(call, started)
-    return open_sync(call, started)
+    if inspect.isawaitable(first.value):
+        return call_coroutine(call, first)
+    return open_sync(call, first)

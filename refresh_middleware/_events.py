@@ -11,10 +11,13 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Literal
 
 __all__ = [
+    "ADVISORY",
+    "MANDATORY",
     "REDACTED",
+    "UNAUTHORIZED",
     "CallRetried",
     "Event",
     "NotReplayableError",
@@ -27,6 +30,7 @@ __all__ = [
     "RefreshTimedOut",
     "RefreshTimeoutError",
     "RetrySkipped",
+    "Trigger",
     "emit",
     "logger",
     "redact",
@@ -131,6 +135,19 @@ class Event:
     provider: str
 
 
+Trigger = Literal["401", "advisory", "mandatory"]
+"""Why a refresh started: a 401, or the advisory or mandatory window before expiry.
+
+Plain strings, so an event's repr and a host's comparison read as they always did."""
+
+UNAUTHORIZED: Final[Trigger] = "401"
+"""A call or stream met an unauthorized error."""
+ADVISORY: Final[Trigger] = "advisory"
+"""The credentials expire soon: refresh ahead, but give way to a refresh already running."""
+MANDATORY: Final[Trigger] = "mandatory"
+"""The credentials are about to lapse: refresh ahead, waiting for it if need be."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RefreshStarted(Event):
     """A refresh of credential generation `generation` began.
@@ -140,7 +157,7 @@ class RefreshStarted(Event):
     """
 
     generation: int
-    trigger: str = "401"
+    trigger: Trigger = UNAUTHORIZED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -29,13 +29,11 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
 
-import sniffio
-
-from ._events import ReentrantRefreshError, RefreshCooldownError
+from ._backend import loop, now
+from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -43,13 +41,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Current",
     "Flight",
+    "Handover",
     "Outcome",
     "Signal",
-    "bounded",
     "call_in_thread_async",
     "call_in_thread_sync",
-    "library",
-    "now",
     "trigger",
 ]
 
@@ -62,6 +58,18 @@ class Current(NamedTuple, Generic[T]):
 
     generation: int
     value: T
+
+
+class Handover(NamedTuple):
+    """How deep into the windows before expiry a generation's credentials were when handed over.
+
+    Credentials that are inside a window already when a refresh hands them over are not
+    refreshed ahead in that window again (`_refresh`): it would only fetch the same again.
+    """
+
+    generation: int
+    depth: int
+    """0 outside the windows, 1 in the advisory one, 2 in the mandatory one."""
 
 
 class Outcome(NamedTuple, Generic[T]):
@@ -87,28 +95,6 @@ class _Waiters(NamedTuple):
     """The thread the loop runs in: a `set()` from that thread wakes the event directly."""
     post: Callable[[Callable[[], object]], object]
     """How another thread schedules a callback in that loop (`run_sync_soon`, ...)."""
-
-
-def library() -> str:
-    """The async library running this task: "trio" or "asyncio"; anything else is refused."""
-    name = sniffio.current_async_library()
-    if name not in {"trio", "asyncio"}:
-        msg = f"refresh_middleware supports trio and asyncio, not {name}"
-        raise RuntimeError(msg)
-    return name
-
-
-def _loop() -> tuple[Hashable, Callable[[], Any], Callable[[Callable[[], object]], object]]:
-    """The running event loop: its key, how to make an event in it, how to wake it."""
-    if library() == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-        token = trio.lowlevel.current_trio_token()
-        return token, trio.Event, token.run_sync_soon
-    import asyncio  # noqa: PLC0415
-
-    loop = asyncio.get_running_loop()
-    return loop, asyncio.Event, loop.call_soon_threadsafe
 
 
 class Signal:
@@ -159,7 +145,7 @@ class Signal:
 
         The loop's own event is awaited directly, one frame less for every waiter of a herd.
         """
-        event = self._waiters_here(*_loop())
+        event = self._waiters_here(*loop())
         return _set_already() if event is None else event.wait()
 
     def wait_sync(self, timeout: float | None = None) -> bool:
@@ -237,53 +223,6 @@ def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
     return _unbox(box)
 
 
-async def bounded(
-    run: Callable[[], Awaitable[R]], seconds: float, timed_out: Callable[[], Exception]
-) -> R:
-    """`await run()`, cancelled after `seconds` under trio or asyncio; `timed_out()` then.
-
-    Under asyncio only a timeout of this scope becomes `timed_out()`: a `TimeoutError` that
-    `run` raises itself passes as it is.
-    """
-    if library() == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-        with trio.move_on_after(seconds):
-            return await run()
-        raise timed_out()
-    import asyncio  # noqa: PLC0415
-
-    scope = asyncio.timeout(seconds)
-    try:
-        async with scope:
-            return await run()
-    except TimeoutError:
-        if scope.expired():
-            raise timed_out() from None
-        raise
-
-
-# --------------------------------------------------------------------------------------------------
-# clocks
-
-
-def now() -> tuple[object, float]:
-    """The current time, with the clock it was read from.
-
-    Trio's clock can be virtual (tests use `autojump_clock`), so each trio run is a clock of its
-    own; asyncio and threads read `time.monotonic`. Times of different clocks never compare.
-    """
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library == "trio":
-        import trio  # noqa: PLC0415
-
-        return trio.lowlevel.current_trio_token(), trio.current_time()
-    return time.monotonic, time.monotonic()
-
-
 # --------------------------------------------------------------------------------------------------
 # the flight
 
@@ -303,8 +242,8 @@ _refreshing: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
 )
 """The flights (by id) whose refresh the current context is running."""
 
-trigger: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "refresh_middleware_trigger", default="401"
+trigger: contextvars.ContextVar[Trigger] = contextvars.ContextVar(
+    "refresh_middleware_trigger", default=UNAUTHORIZED
 )
 """Why the refresh running in this context started: "401", "advisory" or "mandatory".
 
@@ -359,15 +298,15 @@ class Flight(Generic[T]):
         "_running",
         "cooldown",
         "current",
-        "memo",
+        "handover",
     )
 
     def __init__(self, value: T, *, cooldown: tuple[float, float] | None = None) -> None:
         self.current: Current[T] = Current(0, value)
         self.cooldown = cooldown
         """`(first, cap)` seconds: how long new refreshes wait after a failed one, or None."""
-        self.memo: object = None
-        """A place for the policy above this layer to remember something about a generation."""
+        self.handover = Handover(0, 0)
+        """How deep into the windows before expiry the newest credentials were when handed over."""
         self._lock = threading.Lock()
         self._epoch = _fork_epoch
         self._running: _Running | None = None

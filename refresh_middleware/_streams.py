@@ -23,19 +23,20 @@ not, and a manager's `__aexit__` gets the exception that ended the consumer's bl
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, cast
 
 import wrapt
 
+from ._backend import close_shielded
 from ._classify import GateAction, ItemKind
+from ._events import logger
 from ._retry import (
-    Attempt,
+    OPENED,
     Call,
-    Started,
-    adopt_iterable,
-    close_async,
-    close_sync,
+    FirstAttempt,
     open_async,
     open_sync,
     recover_async,
@@ -46,8 +47,12 @@ from ._retry import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._flight import Current
+
 __all__ = [
+    "CLOSE_TIMEOUT",
     "AsyncStreamView",
+    "Attempt",
     "PendingStream",
     "SyncStreamView",
     "stream_async_generator",
@@ -65,6 +70,140 @@ def _not_a_stream(call: Call, value: object) -> TypeError:
         f"{call.method.name} returned {type(value).__name__} where a stream was being read"
     )
 
+
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds an abandoned attempt gets to close before it is left to itself."""
+
+
+class Attempt(NamedTuple):
+    """An open attempt of a stream (kept in `Call.opened`)."""
+
+    generation: int
+    """The credential generation it was started on."""
+    provider: Any
+    """The provider it was started on."""
+    stream: Any
+    """What the consumer sees of it: the SDK's stream object, or the iterator itself."""
+    items: Any
+    """The iterator the gate reads."""
+    close: Any
+    """Ends it (async or sync, as the stream); takes the exception that ended the consumer's
+    block, for a stream manager's `__exit__`."""
+
+
+def adopted(call: Call, attempt: Attempt) -> Any:
+    """Make `attempt` the open one (the view, if any, shows its stream from now on): `OPENED`."""
+    call.opened = attempt
+    if call.view is not None:
+        call.view.follow(attempt.stream)
+    return OPENED
+
+
+# --------------------------------------------------------------------------------------------------
+# primitives, written twice: adopting what a method returned, and closing it
+
+
+async def adopt_async(call: Call, current: Current[Any], returned: Any) -> Any:
+    """Open what a stream method returned: await an awaitable, enter a manager, find the items.
+
+    It is a stream when it can be iterated asynchronously (`__anext__` or `__aiter__`), a
+    manager when it can only be entered (`anthropic`'s `messages.stream()`, pydantic-ai's
+    `request_stream()`); anything else is a value, returned as it is. The retry engine calls
+    this (`open_async(..., adopt=adopt_async)`); `OPENED` tells it a stream attempt is open.
+    """
+    while True:
+        if hasattr(returned, "__aiter__"):
+            return adopted(call, _async_attempt(current, returned, None))
+        if hasattr(returned, "__aenter__"):
+            stream = await returned.__aenter__()
+            return adopted(call, _async_attempt(current, stream, returned))
+        if not inspect.isawaitable(returned):
+            return returned
+        returned = await returned
+
+
+def adopt_iterable(call: Call, first: FirstAttempt) -> None:
+    """Open a returned async iterator at once: nothing needs awaiting to read it."""
+    adopted(call, _async_attempt(first.current, first.value, None))
+
+
+def _async_attempt(current: Current[Any], stream: Any, manager: Any) -> Attempt:
+    """An open async attempt: the stream shown, the iterator read, and how to end both.
+
+    An object that is only iterable (pydantic-ai's `StreamedResponse`) is shown as it is and
+    read through the iterator it hands out, which is ours to close. A stream that came out of
+    a manager is the manager's to close: leaving it (with the consumer's exception, if any)
+    does that.
+    """
+    items = stream if hasattr(stream, "__anext__") else stream.__aiter__()
+    closers = [] if items is stream else [_closer_of(items)]
+    if manager is None:
+        closers.append(_closer_of(stream))
+
+    async def close(error: BaseException | None) -> None:
+        try:
+            for closer in closers:
+                if closer is not None:
+                    result = closer()
+                    if inspect.isawaitable(result):
+                        await result
+        finally:
+            if manager is not None:
+                if error is None:
+                    await manager.__aexit__(None, None, None)
+                else:
+                    await manager.__aexit__(type(error), error, error.__traceback__)
+
+    return Attempt(current.generation, current.value, stream, items, close)
+
+
+def _closer_of(stream: object) -> Callable[[], object] | None:
+    return getattr(stream, "aclose", None) or getattr(stream, "close", None)
+
+
+def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
+    """The sync form of `adopt_async`: a sync stream is an iterator (`__next__`)."""
+    if not hasattr(returned, "__next__"):
+        return returned
+    close = getattr(returned, "close", None)
+
+    def closer(_: BaseException | None) -> None:
+        if close is not None:
+            close()
+
+    return adopted(call, Attempt(current.generation, current.value, returned, returned, closer))
+
+
+async def close_async(call: Call, error: BaseException | None = None) -> None:
+    """Close the open attempt, if any: shielded from cancellation, bounded in time, quiet.
+
+    Trio finalizes an abandoned async generator inside a cancelled scope, where an unshielded
+    close would be cut short without a word; asyncio gets the same shield from a task of its
+    own, which a cancellation landing meanwhile does not interrupt (it is delivered after).
+    """
+    attempt, call.opened = call.opened, None
+    if attempt is None or attempt.close is None:
+        return
+    closing = cast("Callable[[BaseException | None], Awaitable[object]]", attempt.close)
+    try:
+        await close_shielded(functools.partial(closing, error), CLOSE_TIMEOUT)
+    except Exception as failure:  # noqa: BLE001 - the attempt is abandoned; closing is best effort
+        logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(failure))
+
+
+def close_sync(call: Call, error: BaseException | None = None) -> None:
+    """Close the open sync attempt, if any, never raising."""
+    attempt, call.opened = call.opened, None
+    if attempt is None or attempt.close is None:
+        return
+    try:
+        attempt.close(error)
+    except Exception as failure:  # noqa: BLE001 - as in close_async
+        logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(failure))
+
+
+# --------------------------------------------------------------------------------------------------
+# the gate loop and the views (the sync forms below are generated from these)
 
 # unasync source begins
 
@@ -123,10 +262,10 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, P
 
 
 async def _reopen_async(call: Call) -> Attempt:
-    opened = await open_async(call)
-    if type(opened) is not Attempt:
+    opened = await open_async(call, None, adopt_async)
+    if opened is not OPENED:
         raise _not_a_stream(call, opened)
-    return opened
+    return cast("Attempt", call.opened)
 
 
 async def _retry_async(call: Call, opened: Attempt, failed: BaseException | None) -> bool:
@@ -250,10 +389,10 @@ def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
 
 
 def _reopen_sync(call: Call) -> Attempt:
-    opened = open_sync(call)
-    if type(opened) is not Attempt:
+    opened = open_sync(call, None, adopt_sync)
+    if opened is not OPENED:
         raise _not_a_stream(call, opened)
-    return opened
+    return cast("Attempt", call.opened)
 
 
 def _retry_sync(call: Call, opened: Attempt, failed: BaseException | None) -> bool:
@@ -325,8 +464,8 @@ class SyncStreamView(wrapt.ObjectProxy[Any]):
 
 async def stream_coroutine(call: Call) -> Any:
     """A coroutine method: awaiting opens the first attempt, then the consumer gets its view."""
-    opened = await open_async(call)
-    return AsyncStreamView(call) if type(opened) is Attempt else opened
+    opened = await open_async(call, None, adopt_async)
+    return AsyncStreamView(call) if opened is OPENED else opened
 
 
 def stream_async_generator(call: Call) -> AsyncGenerator[Any, None]:
@@ -339,48 +478,48 @@ def stream_generator(call: Call) -> Generator[Any]:
     return items_sync(call)
 
 
-async def _view_when_awaited(call: Call, started: Started) -> Any:
-    opened = await open_async(call, started)
-    return AsyncStreamView(call) if type(opened) is Attempt else opened
+async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
+    opened = await open_async(call, first, adopt_async)
+    return AsyncStreamView(call) if opened is OPENED else opened
 
 
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
-    started = start_plain(call)
-    if started is None:
+    first = start_plain(call)
+    if first is None:
         return PendingStream(call, None)
-    value = started.value
+    value = first.value
     if hasattr(value, "__aiter__"):
-        adopt_iterable(call, started)  # nothing to await: it opens on the first read
+        adopt_iterable(call, first)  # nothing to await: it opens on the first read
         return AsyncStreamView(call)
     if hasattr(value, "__aenter__"):
-        return PendingStream(call, started)
+        return PendingStream(call, first)
     if hasattr(value, "__await__"):
-        return _view_when_awaited(call, started)
-    opened = open_sync(call, started)
-    return SyncStreamView(call) if type(opened) is Attempt else opened
+        return _view_when_awaited(call, first)
+    opened = open_sync(call, first, adopt_sync)
+    return SyncStreamView(call) if opened is OPENED else opened
 
 
 class PendingStream:
     """A stream whose first attempt opens at the consumer's first await, enter or read.
 
     A plain method's stream manager is entered only when the consumer enters this; a stream
-    that must wait for a refresh ahead of expiry (`started` is None) starts then. Entering
+    that must wait for a refresh ahead of expiry (`first` is None) starts then. Entering
     gives the view of the stream; leaving closes it, handing a manager the exception that
     ended the block.
     """
 
-    __slots__ = ("_call", "_started", "_view")
+    __slots__ = ("_call", "_first", "_view")
 
-    def __init__(self, call: Call, started: Started | None) -> None:
+    def __init__(self, call: Call, first: FirstAttempt | None) -> None:
         self._call = call
-        self._started = started
+        self._first = first
         self._view: AsyncStreamView | None = None
 
     async def _open(self) -> Any:
-        started, self._started = self._started, None
-        opened = await open_async(self._call, started)
-        if type(opened) is not Attempt:
+        first, self._first = self._first, None
+        opened = await open_async(self._call, first, adopt_async)
+        if opened is not OPENED:
             return opened
         self._view = AsyncStreamView(self._call)
         return self._view

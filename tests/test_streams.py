@@ -24,7 +24,7 @@ from conftest import (
 )
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware._retry import CLOSE_TIMEOUT
+from refresh_middleware._streams import CLOSE_TIMEOUT
 
 START = {"type": "message_start", "usage": {"input_tokens": 7, "output_tokens": 1}}
 

@@ -20,7 +20,6 @@ written once, and a sync host (threads, Celery) waits only in its own thread.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
@@ -30,10 +29,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
-from refresh_middleware._events import logger
+from refresh_middleware._backend import bounded, run_on_private_loop
+from refresh_middleware._events import ADVISORY, logger
 from refresh_middleware._flight import (
     Flight,
-    bounded,
     call_in_thread_async,
     call_in_thread_sync,
     trigger,
@@ -57,9 +56,6 @@ Fetch = Callable[[Credential | None], Credential | Awaitable[Credential]]
 
 `current` is the record read under the lock (its refresh token is the one to send), or None
 when nothing is stored yet: the initial grant."""
-
-ADVISORY: Final = "advisory"
-"""The trigger of a proactive refresh that may give way to one already running elsewhere."""
 
 FETCH_TIMEOUT: Final = 10.0
 """Default seconds `fetch` may take; below every lease, so a live holder never outlives it."""
@@ -133,7 +129,7 @@ class SharedCredential:
 
     __slots__ = ("_flight", "codec", "fetch", "key", "store", "timeouts")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the public options, each named at the call (keyword-only)
         self,
         store: Store,
         *,
@@ -402,8 +398,4 @@ def _blocking(run: Callable[[], Awaitable[Credential]]) -> Credential:
     from async code), where a second loop cannot start. The protocol bounds itself (lock wait,
     fetch timeout, store timeouts), so the wait here needs no bound of its own.
     """
-    return call_in_thread_sync(lambda: asyncio.run(_coroutine(run)), threading.TIMEOUT_MAX)
-
-
-async def _coroutine(run: Callable[[], Awaitable[Credential]]) -> Credential:
-    return await run()
+    return call_in_thread_sync(lambda: run_on_private_loop(run), threading.TIMEOUT_MAX)

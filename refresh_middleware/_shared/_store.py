@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
-from refresh_middleware._flight import library
+from refresh_middleware._backend import sleep as sleep
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -87,15 +87,3 @@ class Store(Protocol):
 async def no_keeping(lease: Lease) -> AsyncGenerator[None]:  # noqa: ARG001 - the protocol's shape
     """`StoreSession.keep` for locks that live as long as their holder (OS file locks)."""
     yield
-
-
-async def sleep(seconds: float) -> None:
-    """Sleep in the running event loop, whichever it is."""
-    if library() == "trio":
-        import trio  # noqa: PLC0415 - asyncio users need not install trio
-
-        await trio.sleep(seconds)
-        return
-    import asyncio  # noqa: PLC0415
-
-    await asyncio.sleep(seconds)
