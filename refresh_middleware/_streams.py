@@ -19,6 +19,11 @@ through the gate, and everything else (`get_final_message()`, `get()`, `usage`, 
 reaches that object, so SDK helpers keep working. Whatever was opened is closed exactly once:
 before a retry, when the consumer breaks, is cancelled, leaves or closes the stream, read or
 not, and a manager's `__aexit__` gets the exception that ended the consumer's block.
+
+The attempts themselves live here too: `adopt_async` (and `adopt_sync`) opens what a stream
+method returned (awaits it, enters a manager, finds the iterator) and is handed to the retry
+engine (`_retry.open_async(..., adopt=adopt_async)`), which knows no streams; `close_async`
+(and `close_sync`) ends the open one, shielded and bounded (`_backend.close_shielded`).
 """
 
 from __future__ import annotations
