@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import sniffio
 
-from ._classify import GateAction, StreamGate
 from ._events import (
     CallRetried,
     NotReplayableError,
@@ -56,6 +55,7 @@ from ._flight import (
     now,
 )
 from ._flight import trigger as reason
+from ._gate import GateAction, StreamGate
 from ._spec import epoch_seconds, reach
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import wrapt
 
-from ._classify import GateAction, ItemKind
+from ._gate import GateAction
+from ._kinds import ItemKind
 from ._retry import (
     Attempt,
     Call,

@@ -862,7 +862,7 @@ def test_a_suppressed_context_is_not_read():
 def test_kind_of_does_not_keep_classes_made_on_the_fly_alive():
     """kind_of remembers how to read each class while it lives: a class made on the fly and
     dropped is collected, and its plan goes with it."""
-    from refresh_middleware import _classify
+    from refresh_middleware._kinds import _engine
 
     made = type("Made", (), {})
     assert ItemKind.OUTPUT == kind_of(made())
@@ -871,7 +871,7 @@ def test_kind_of_does_not_keep_classes_made_on_the_fly_alive():
     del made
     gc.collect()
 
-    assert (None, False) == (ref(), key in _classify._CLASSIFIERS)
+    assert (None, False) == (ref(), key in _engine._CLASSIFIERS)
 
 
 def test_pydantic_fields_are_read_from_extras_and_properties():

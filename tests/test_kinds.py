@@ -31,7 +31,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from refresh_middleware import _classify
+from refresh_middleware._kinds import _engine
 from refresh_middleware.classify import ItemKind, kind_of
 
 OUTPUT, METADATA, ERROR, DONE = ItemKind.OUTPUT, ItemKind.METADATA, ItemKind.ERROR, ItemKind.DONE
@@ -625,7 +625,7 @@ def test_the_name_cache_stays_bounded():
     for index in range(4100):
         assert OUTPUT == kind_of({"type": f"novel_{index}"})
 
-    assert len(_classify._NAME_VERDICTS) < 4096
+    assert len(_engine._NAME_VERDICTS) < 4096
 
 
 def test_an_unhashable_name_is_output():
