@@ -1,7 +1,8 @@
 """`is_unauthorized_error`: whether an error reports credentials that a refresh can fix.
 
-Structure is read first (statuses, error codes, bodies, chained errors, groups), message text
-last. Nothing here performs I/O or awaits, and nothing raises.
+Structure is read first (statuses, error codes, bodies, chained errors, groups); message text
+only where no structure settles the question, and only phrases that mean an HTTP 401 or a
+credential problem. Nothing here performs I/O or awaits, and nothing raises.
 """
 
 from __future__ import annotations
@@ -30,12 +31,40 @@ _AUTH_CODES: Final = frozenset(
         "401",
     }
 )
+# Error codes and types that name a failure a credential refresh cannot fix. Like an error
+# status, one settles the question before any text is read: an "Authentication service
+# unavailable" with a `server_error` code is a server error. Envelope words such as `error` and
+# `invalid_request_error`, which providers send with 401s too, are not among them.
+_OTHER_CODES: Final = frozenset(
+    {
+        "server_error",
+        "internal_error",
+        "internal_server_error",
+        "api_error",
+        "overloaded_error",
+        "service_unavailable",
+        "timeout",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "permission_error",
+        "permission_denied",
+        "forbidden",
+        "not_found_error",
+    }
+)
 # Words that put an error out of reach of a credential refresh, checked before the positives:
 # a 403 means the credentials are valid but not allowed, a 407 concerns the proxy's credentials.
 _NOT_OURS: Final = re.compile(r"\b40[37]\b|forbidden|proxy[ -]?auth")
+# Phrases that mean an HTTP 401 or a credential problem, matched in lower case. A bare "401" is
+# no status (`KeyError(401)`, "row 401 missing"): it counts after a word that makes it one.
+# "Authentication" alone is no failure ("authentication service unavailable"): it counts with
+# a word that says it failed. docs/howto/custom-classifier.md lists them for users.
 _UNAUTHORIZED_TEXT: Final = re.compile(
-    r"\b401\b"
-    r"|unauthori[sz]ed|unauthenticated|authentication"
+    r"\b(?:http(?:/[\d.]+)?|(?:http[ _]?)?status(?:[ _]?code)?|(?:error[ _]?)?code|error|response)"
+    r"\W{0,3}401\b"
+    r"|unauthori[sz]ed|unauthenticated"
+    r"|authenticat(?:ion|e)[ _]?(?:failed|failure|fails|error|required|rejected|denied)"
     r"|token_expired|invalid_api_key|invalid_token"
     r"|invalid (?:x-)?api[ -]?key|incorrect api key"
     r"|token (?:has |is )?expired|expired (?:access |oauth |bearer |auth )?token"
@@ -115,8 +144,11 @@ class _Walk:
         found = _status_verdict(field_of(field_of(value, "response"), "status_code"))
         if found is not None:
             return found
-        if any(_is_auth_code(field_of(value, name)) for name in _CODE_NAMES):
+        codes = {_code(field_of(value, name)) for name in _CODE_NAMES}
+        if not _AUTH_CODES.isdisjoint(codes):
             return True
+        if not _OTHER_CODES.isdisjoint(codes):
+            return False
         for name in _NESTED_NAMES:
             found = self.verdict(field_of(value, name))
             if found is not None:
@@ -160,8 +192,8 @@ def _status_verdict(status: object) -> bool | None:
     return False if 400 <= status <= 599 else None
 
 
-def _is_auth_code(code: object) -> bool:
-    return isinstance(code, str) and code.strip().lower() in _AUTH_CODES
+def _code(code: object) -> str | None:
+    return code.strip().lower() if isinstance(code, str) else None
 
 
 def _text_verdict(text: str) -> bool | None:
@@ -216,8 +248,13 @@ def is_unauthorized_error(value: object) -> bool:
     Structure is read first: status attributes (`status_code`, `status`, `code`,
     `http_status`, `response.status_code`), error codes and bodies such as
     `{"error": {"type": "authentication_error"}}`, then the exception's cause, context and, for
-    exception groups, members. Message text is the fallback. A 403, `Forbidden` and proxy
-    authentication (407) are not unauthorized: new provider credentials cannot fix them.
+    exception groups, members. An error code that names another failure (`server_error`,
+    `overloaded_error`, `rate_limit_exceeded`, ...) settles it as an error status does. Message
+    text is the fallback, read only where nothing above settles the question, and only for
+    phrases that mean an HTTP 401 (`HTTP 401`, `Error code: 401`, `status=401`, `Unauthorized`)
+    or a credential problem (`invalid API key`, `token expired`, `authentication failed`). A
+    403, `Forbidden` and proxy authentication (407) are not unauthorized: new provider
+    credentials cannot fix them.
 
     Args:
         value: An exception, an error object or mapping, a status code, or a message.

@@ -129,12 +129,108 @@ def test_401_inside_other_numbers_is_not_a_status(message):
 
 
 @pytest.mark.parametrize(
+    "error",
+    [KeyError(401), KeyError("401"), IndexError(401), "401", "HTTP error 4011"],
+    ids=["KeyError(401)", "KeyError('401')", "IndexError(401)", "bare", "longer number"],
+)
+def test_a_bare_401_is_no_status(error):
+    """A 401 that no word makes an HTTP status (a missing key, an index) is not unauthorized."""
+    assert False is is_unauthorized_error(error)
+
+
+@pytest.mark.parametrize(
+    "message", ["row 401 missing", "processed 401 of 500 items", "ValueError: line 401"]
+)
+def test_401_as_a_count_or_a_position_is_not_unauthorized(message):
+    """Text that uses 401 as a count, a row or a line number is not unauthorized."""
+    assert False is is_unauthorized_error(ValueError(message))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error code: 401 - {'error': {'message': 'expired'}}",
+        "HTTP/1.1 401",
+        "status code 401",
+        "status_code=401",
+        "http_status: 401",
+        "server responded with error 401",
+        "response 401 from gateway",
+    ],
+)
+def test_401_after_a_word_that_makes_it_a_status_is_unauthorized(message):
+    """`Error code: 401` (the SDKs' wording), `HTTP/1.1 401`, `status code 401` are statuses."""
+    assert True is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Authentication service temporarily unavailable",
+        "authentication backend timed out",
+        "retrying authentication",
+    ],
+)
+def test_authentication_without_a_failure_is_not_unauthorized(message):
+    """The word `authentication` alone names a service, not rejected credentials."""
+    assert False is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Authentication failed",
+        "authentication_error",
+        "AuthenticationError: bad key",
+        "Authentication Fails, Your api key is invalid",
+        "authentication required",
+    ],
+)
+def test_authentication_with_a_failure_is_unauthorized(message):
+    """`authentication failed` and its kin (error, fails, required) mean rejected credentials."""
+    assert True is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"type": "server_error", "message": "Invalid API key"}},
+        {"type": "api_error", "message": "HTTP 401"},
+        {"error": {"code": "rate_limit_exceeded", "message": "token expired"}},
+        {"error": {"type": "overloaded_error", "message": "Unauthorized"}},
+    ],
+)
+def test_an_error_code_of_another_failure_outranks_the_message(body):
+    """A body whose code names another failure (server, overload, rate) is judged by the code."""
+    assert False is is_unauthorized_error(body)
+
+
+def test_a_server_error_body_outranks_an_authentication_message():
+    """A status-less SDK `APIError` whose body is a `server_error` is not unauthorized."""
+    message = "Authentication service temporarily unavailable"
+    body = {"message": message, "type": "server_error", "code": None}
+    assert False is is_unauthorized_error(openai.APIError(message, REQUEST, body=body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "error", "message": "HTTP 401"},
+        {"error": {"type": "invalid_request_error", "message": "Incorrect API key provided"}},
+    ],
+)
+def test_envelope_types_leave_the_message_to_speak(body):
+    """`error` and `invalid_request_error` name no failure: the message still counts."""
+    assert True is is_unauthorized_error(body)
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         (b"HTTP 401", True),
         (bytearray(b"invalid_api_key"), True),
         (b"403 Forbidden", False),
-        (b"\xff\xfe 401 \xff", True),
+        (b"\xff\xfe HTTP 401 \xff", True),
         (b"", False),
     ],
 )
