@@ -2,7 +2,9 @@
 
 Structure is read first (statuses, error codes, bodies, chained errors, groups); message text
 only where no structure settles the question, and only phrases that mean an HTTP 401 or a
-credential problem. Nothing here performs I/O or awaits, and nothing raises.
+credential problem. An error that wraps another and hides it is judged by what it wraps; the
+dialects (`_kinds/dialects/`) name such wrappers. Nothing here performs I/O or awaits, and
+nothing raises.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import inspect
 import re
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Final, cast
+
+from ._kinds._tables import TABLES
 
 __all__ = ["StatusPredicate", "field_of", "is_unauthorized_error", "status_of"]
 
@@ -74,6 +78,10 @@ _NESTED_NAMES: Final = ("error", "body", "detail")
 # How far the classifier walks into nested errors, chains and groups before it gives up: deep
 # enough for any real error, small enough that a hostile object cannot make it slow.
 _MAX_NODES: Final = 64
+# Errors that wrap another and hide it, by class name, and the fields that hold what they wrap:
+# the dialects know them (LiteLLM's `MidStreamFallbackError`). Any other error's own status wins
+# over what it was raised from.
+_WRAPPERS: Final = dict(TABLES.error_wrappers)
 _MISSING: Final = object()
 
 
@@ -129,6 +137,10 @@ class _Walk:
             return _status_verdict(value)
         if value is None or not self.enter(value):
             return None
+        if isinstance(value, BaseException):
+            wrapped = _WRAPPERS.get(type(value).__name__)
+            if wrapped is not None:
+                return self._wrapped_verdict(value, wrapped)
         found = self._fields_verdict(value)
         if found is None and isinstance(value, BaseException):
             return self._exception_verdict(value)
@@ -164,6 +176,11 @@ class _Walk:
         if found is None:
             found = self._any_verdict(self._links(error))
         return found
+
+    def _wrapped_verdict(self, error: BaseException, fields: tuple[str, ...]) -> bool | None:
+        """A wrapper that hides its cause: what it wraps, never its own status or message."""
+        held = tuple(field_of(error, name) for name in fields)
+        return self._any_verdict((*held, *self._links(error)))
 
     @staticmethod
     def _links(error: BaseException) -> tuple[object, object]:
@@ -254,7 +271,9 @@ def is_unauthorized_error(value: object) -> bool:
     phrases that mean an HTTP 401 (`HTTP 401`, `Error code: 401`, `status=401`, `Unauthorized`)
     or a credential problem (`invalid API key`, `token expired`, `authentication failed`). A
     403, `Forbidden` and proxy authentication (407) are not unauthorized: new provider
-    credentials cannot fix them.
+    credentials cannot fix them. An error's own status outranks the errors it was raised from,
+    except for wrappers known to hide their cause (LiteLLM's `MidStreamFallbackError`, whose
+    500 or 503 stands for whatever failed mid-stream): those are judged by what they wrap.
 
     Args:
         value: An exception, an error object or mapping, a status code, or a message.
@@ -277,7 +296,11 @@ def is_unauthorized_error(value: object) -> bool:
             # The common case, an SDK error carrying an HTTP error status, settled at once
             # (the walk below would find the same first): every caller of a herd asks this.
             status = getattr(value, "status_code", None)
-            if type(status) is int and 400 <= status <= 599:
+            if (
+                type(status) is int
+                and 400 <= status <= 599
+                and type(value).__name__ not in _WRAPPERS
+            ):
                 return status == 401
         return _Walk().verdict(value) is True
     except Exception:  # noqa: BLE001 - a classifier that raises would turn a 401 into a crash

@@ -533,6 +533,68 @@ def test_openai_mid_stream_server_error_is_not_unauthorized():
     assert False is is_unauthorized_error(error)
 
 
+class MidStreamFallbackError(Exception):
+    """A look-alike of LiteLLM's: a `ServiceUnavailableError` (status 503, or 500 in the versions
+    the design notes saw) that holds the error it replaced and is raised from it."""
+
+    def __init__(self, message, *, original_exception=None, status_code=503):
+        self.status_code = status_code
+        self.message = f"litellm.MidStreamFallbackError: {message}"
+        self.original_exception = original_exception
+        self.llm_provider = "openai"
+        self.model = "gpt"
+        self.response = httpx.Response(
+            status_code, request=httpx.Request("POST", "https://openai.com/v1/")
+        )
+        super().__init__(self.message)
+
+
+def litellm_mid_stream(original, *, status_code=503, linked=True):
+    """LiteLLM's wrapping of an error raised while streaming, as its stream wrapper does it."""
+    wrapper = MidStreamFallbackError(
+        str(original), original_exception=original, status_code=status_code
+    )
+    if linked:
+        wrapper.__cause__ = original
+    return wrapper
+
+
+def openai_401():
+    response = httpx2.Response(401, request=REQUEST)
+    return openai.AuthenticationError("Error code: 401", response=response, body=None)
+
+
+@pytest.mark.parametrize("status_code", [500, 503])
+def test_litellm_mid_stream_fallback_with_a_401_cause_is_unauthorized(status_code):
+    """LiteLLM's MidStreamFallbackError (500 or 503) around a 401 is judged by the 401."""
+    assert True is is_unauthorized_error(litellm_mid_stream(openai_401(), status_code=status_code))
+
+
+def test_litellm_mid_stream_fallback_holding_a_401_unlinked_is_unauthorized():
+    """The 401 kept in `original_exception` counts even when the wrapper is raised unlinked."""
+    assert True is is_unauthorized_error(litellm_mid_stream(openai_401(), linked=False))
+
+
+def test_litellm_mid_stream_fallback_around_another_error_is_not_unauthorized():
+    """Around a server error, the wrapper is not unauthorized, whatever its own text says."""
+    response = httpx2.Response(500, request=REQUEST)
+    original = openai.InternalServerError(
+        "AuthenticationError upstream", response=response, body=None
+    )
+    assert False is is_unauthorized_error(litellm_mid_stream(original))
+
+
+def test_litellm_mid_stream_fallback_without_a_cause_is_not_unauthorized():
+    """A fallback raised for a refusal, with nothing wrapped, is not unauthorized."""
+    assert False is is_unauthorized_error(MidStreamFallbackError("Unauthorized"))
+
+
+def test_another_wrappers_own_status_outranks_its_cause():
+    """An error no dialect names as hiding its cause is judged by its own 500, not the 401."""
+    error = chained(error_with("stream failed", status_code=500), openai_401())
+    assert False is is_unauthorized_error(error)
+
+
 def test_sdk_error_wrapped_by_the_host_is_unauthorized():
     """An SDK 401 raised as the cause of a host error, inside a trio-style group, is found."""
     response = httpx2.Response(401, request=REQUEST)

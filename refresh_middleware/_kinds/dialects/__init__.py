@@ -21,4 +21,6 @@ DIALECTS: Final = (
     "gemini",
     "langchain",
     "pydantic_ai",
+    "llamaindex",
+    "litellm",
 )

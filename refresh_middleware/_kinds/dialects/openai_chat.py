@@ -1,4 +1,4 @@
-"""OpenAI chat completions: the chunks of `create(stream=True)`.
+"""OpenAI chat completions: the chunks of `create(stream=True)` and the events of `stream()`.
 
 Chunks carry no name (their `object` is `chat.completion.chunk`): a chunk is output once a
 choice's delta carries something, and the role-only first chunk and the usage-only last one
@@ -48,8 +48,26 @@ def _chunk_kind(fields: Fields, inside: Inside) -> ItemKind | None:
     return METADATA
 
 
+def _chunk_event_kind(fields: Fields, inside: Inside) -> ItemKind:
+    """`stream()`'s `ChunkEvent`: the kind of the chunk it carries."""
+    return inside.kind(fields.get("chunk"))
+
+
+def _text_delta_kind(fields: Fields, _inside: Inside) -> ItemKind:
+    """`stream()`'s `ContentDeltaEvent` and `RefusalDeltaEvent`: METADATA while the text is empty.
+
+    The SDK sends one with `delta=""` for the role-only first chunk, before any text.
+    """
+    return METADATA if fields.get("delta") == "" else OUTPUT
+
+
 DIALECT: Final = Dialect(
     name="OpenAI chat completions",
     shapes={"object": _chunk_kind},
-    reads=frozenset({"choices", "delta", *_DELTA_OUTPUT}),
+    look_inside={
+        "chunk": _chunk_event_kind,
+        "content_delta": _text_delta_kind,
+        "refusal_delta": _text_delta_kind,
+    },
+    reads=frozenset({"choices", "delta", "chunk", *_DELTA_OUTPUT}),
 )
