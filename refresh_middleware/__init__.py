@@ -4,7 +4,7 @@
 the stream gate it uses are public in `refresh_middleware.classify`.
 """
 
-from ._classify import is_unauthorized_error
 from ._decorator import refresh_on_401
+from ._unauthorized import is_unauthorized_error
 
 __all__ = ["is_unauthorized_error", "refresh_on_401"]

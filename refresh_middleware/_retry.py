@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from ._backend import in_event_loop, library
-from ._classify import GateAction, StreamGate
 from ._events import (
     UNAUTHORIZED,
     CallRetried,
@@ -39,6 +38,7 @@ from ._events import (
     emit,
 )
 from ._flight import Current, Outcome
+from ._gate import GateAction, StreamGate
 from ._refresh import ready_async, ready_sync, run_async, run_sync, window_of
 
 if TYPE_CHECKING:

@@ -17,15 +17,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
 
-from ._classify import (
-    DEFAULT_USAGE,
-    ItemKind,
-    StatusPredicate,
-    UsageAccounting,
-    is_unauthorized_error,
-    kind_of,
-)
 from ._events import Event
+from ._gate import DEFAULT_USAGE, UsageAccounting
+from ._kinds import ItemKind, kind_of
+from ._unauthorized import StatusPredicate, is_unauthorized_error
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, cast
 import wrapt
 
 from ._backend import close_shielded
-from ._classify import GateAction, ItemKind
 from ._events import logger
+from ._gate import GateAction
+from ._kinds import ItemKind
 from ._retry import (
     OPENED,
     Call,

@@ -6,13 +6,13 @@ streamed items into `ItemKind`s, and `StreamGate` is the pure state machine that
 by item, whether to forward, stop, retry or raise.
 """
 
-from ._classify import DEFAULT_USAGE as DEFAULT_USAGE
-from ._classify import GateAction as GateAction
-from ._classify import ItemKind as ItemKind
-from ._classify import StreamGate as StreamGate
-from ._classify import UsageAccounting as UsageAccounting
-from ._classify import is_unauthorized_error as is_unauthorized_error
-from ._classify import kind_of as kind_of
+from ._gate import DEFAULT_USAGE as DEFAULT_USAGE
+from ._gate import GateAction as GateAction
+from ._gate import StreamGate as StreamGate
+from ._gate import UsageAccounting as UsageAccounting
+from ._kinds import ItemKind as ItemKind
+from ._kinds import kind_of as kind_of
+from ._unauthorized import is_unauthorized_error as is_unauthorized_error
 
 __all__ = [
     "DEFAULT_USAGE",

@@ -129,12 +129,108 @@ def test_401_inside_other_numbers_is_not_a_status(message):
 
 
 @pytest.mark.parametrize(
+    "error",
+    [KeyError(401), KeyError("401"), IndexError(401), "401", "HTTP error 4011"],
+    ids=["KeyError(401)", "KeyError('401')", "IndexError(401)", "bare", "longer number"],
+)
+def test_a_bare_401_is_no_status(error):
+    """A 401 that no word makes an HTTP status (a missing key, an index) is not unauthorized."""
+    assert False is is_unauthorized_error(error)
+
+
+@pytest.mark.parametrize(
+    "message", ["row 401 missing", "processed 401 of 500 items", "ValueError: line 401"]
+)
+def test_401_as_a_count_or_a_position_is_not_unauthorized(message):
+    """Text that uses 401 as a count, a row or a line number is not unauthorized."""
+    assert False is is_unauthorized_error(ValueError(message))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error code: 401 - {'error': {'message': 'expired'}}",
+        "HTTP/1.1 401",
+        "status code 401",
+        "status_code=401",
+        "http_status: 401",
+        "server responded with error 401",
+        "response 401 from gateway",
+    ],
+)
+def test_401_after_a_word_that_makes_it_a_status_is_unauthorized(message):
+    """`Error code: 401` (the SDKs' wording), `HTTP/1.1 401`, `status code 401` are statuses."""
+    assert True is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Authentication service temporarily unavailable",
+        "authentication backend timed out",
+        "retrying authentication",
+    ],
+)
+def test_authentication_without_a_failure_is_not_unauthorized(message):
+    """The word `authentication` alone names a service, not rejected credentials."""
+    assert False is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Authentication failed",
+        "authentication_error",
+        "AuthenticationError: bad key",
+        "Authentication Fails, Your api key is invalid",
+        "authentication required",
+    ],
+)
+def test_authentication_with_a_failure_is_unauthorized(message):
+    """`authentication failed` and its kin (error, fails, required) mean rejected credentials."""
+    assert True is is_unauthorized_error(message)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"type": "server_error", "message": "Invalid API key"}},
+        {"type": "api_error", "message": "HTTP 401"},
+        {"error": {"code": "rate_limit_exceeded", "message": "token expired"}},
+        {"error": {"type": "overloaded_error", "message": "Unauthorized"}},
+    ],
+)
+def test_an_error_code_of_another_failure_outranks_the_message(body):
+    """A body whose code names another failure (server, overload, rate) is judged by the code."""
+    assert False is is_unauthorized_error(body)
+
+
+def test_a_server_error_body_outranks_an_authentication_message():
+    """A status-less SDK `APIError` whose body is a `server_error` is not unauthorized."""
+    message = "Authentication service temporarily unavailable"
+    body = {"message": message, "type": "server_error", "code": None}
+    assert False is is_unauthorized_error(openai.APIError(message, REQUEST, body=body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "error", "message": "HTTP 401"},
+        {"error": {"type": "invalid_request_error", "message": "Incorrect API key provided"}},
+    ],
+)
+def test_envelope_types_leave_the_message_to_speak(body):
+    """`error` and `invalid_request_error` name no failure: the message still counts."""
+    assert True is is_unauthorized_error(body)
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         (b"HTTP 401", True),
         (bytearray(b"invalid_api_key"), True),
         (b"403 Forbidden", False),
-        (b"\xff\xfe 401 \xff", True),
+        (b"\xff\xfe HTTP 401 \xff", True),
         (b"", False),
     ],
 )
@@ -434,6 +530,68 @@ def test_openai_mid_stream_server_error_is_not_unauthorized():
     """OpenAI's mid-stream `APIError` for a server error is not unauthorized."""
     body = {"message": "The server had an error", "type": "server_error", "code": None}
     error = openai.APIError("The server had an error", REQUEST, body=body)
+    assert False is is_unauthorized_error(error)
+
+
+class MidStreamFallbackError(Exception):
+    """A look-alike of LiteLLM's: a `ServiceUnavailableError` (status 503, or 500 in the versions
+    the design notes saw) that holds the error it replaced and is raised from it."""
+
+    def __init__(self, message, *, original_exception=None, status_code=503):
+        self.status_code = status_code
+        self.message = f"litellm.MidStreamFallbackError: {message}"
+        self.original_exception = original_exception
+        self.llm_provider = "openai"
+        self.model = "gpt"
+        self.response = httpx.Response(
+            status_code, request=httpx.Request("POST", "https://openai.com/v1/")
+        )
+        super().__init__(self.message)
+
+
+def litellm_mid_stream(original, *, status_code=503, linked=True):
+    """LiteLLM's wrapping of an error raised while streaming, as its stream wrapper does it."""
+    wrapper = MidStreamFallbackError(
+        str(original), original_exception=original, status_code=status_code
+    )
+    if linked:
+        wrapper.__cause__ = original
+    return wrapper
+
+
+def openai_401():
+    response = httpx2.Response(401, request=REQUEST)
+    return openai.AuthenticationError("Error code: 401", response=response, body=None)
+
+
+@pytest.mark.parametrize("status_code", [500, 503])
+def test_litellm_mid_stream_fallback_with_a_401_cause_is_unauthorized(status_code):
+    """LiteLLM's MidStreamFallbackError (500 or 503) around a 401 is judged by the 401."""
+    assert True is is_unauthorized_error(litellm_mid_stream(openai_401(), status_code=status_code))
+
+
+def test_litellm_mid_stream_fallback_holding_a_401_unlinked_is_unauthorized():
+    """The 401 kept in `original_exception` counts even when the wrapper is raised unlinked."""
+    assert True is is_unauthorized_error(litellm_mid_stream(openai_401(), linked=False))
+
+
+def test_litellm_mid_stream_fallback_around_another_error_is_not_unauthorized():
+    """Around a server error, the wrapper is not unauthorized, whatever its own text says."""
+    response = httpx2.Response(500, request=REQUEST)
+    original = openai.InternalServerError(
+        "AuthenticationError upstream", response=response, body=None
+    )
+    assert False is is_unauthorized_error(litellm_mid_stream(original))
+
+
+def test_litellm_mid_stream_fallback_without_a_cause_is_not_unauthorized():
+    """A fallback raised for a refusal, with nothing wrapped, is not unauthorized."""
+    assert False is is_unauthorized_error(MidStreamFallbackError("Unauthorized"))
+
+
+def test_another_wrappers_own_status_outranks_its_cause():
+    """An error no dialect names as hiding its cause is judged by its own 500, not the 401."""
+    error = chained(error_with("stream failed", status_code=500), openai_401())
     assert False is is_unauthorized_error(error)
 
 
@@ -862,7 +1020,7 @@ def test_a_suppressed_context_is_not_read():
 def test_kind_of_does_not_keep_classes_made_on_the_fly_alive():
     """kind_of remembers how to read each class while it lives: a class made on the fly and
     dropped is collected, and its plan goes with it."""
-    from refresh_middleware import _classify
+    from refresh_middleware._kinds import _engine
 
     made = type("Made", (), {})
     assert ItemKind.OUTPUT == kind_of(made())
@@ -871,7 +1029,7 @@ def test_kind_of_does_not_keep_classes_made_on_the_fly_alive():
     del made
     gc.collect()
 
-    assert (None, False) == (ref(), key in _classify._CLASSIFIERS)
+    assert (None, False) == (ref(), key in _engine._CLASSIFIERS)
 
 
 def test_pydantic_fields_are_read_from_extras_and_properties():

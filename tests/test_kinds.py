@@ -13,10 +13,14 @@ import enum
 import types
 from typing import Any, Literal
 
+import httpx2
+import openai
 import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import (
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
@@ -31,8 +35,8 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from refresh_middleware import _classify
-from refresh_middleware.classify import ItemKind, kind_of
+from refresh_middleware._kinds import _engine
+from refresh_middleware.classify import GateAction, ItemKind, StreamGate, kind_of
 
 OUTPUT, METADATA, ERROR, DONE = ItemKind.OUTPUT, ItemKind.METADATA, ItemKind.ERROR, ItemKind.DONE
 
@@ -166,6 +170,171 @@ def test_responses_part_added_commits_only_with_something_in_it(item, expected):
 def test_an_unknown_responses_event_is_output():
     """A Responses API event this library does not know commits, like any unknown item."""
     assert OUTPUT == kind_of({"type": "response.web_search_call.searching", "item_id": "w"})
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI chat completions' `stream()` helper (the SDK's own events, made by its own stream state)
+
+
+def chat_stream_events(*deltas: dict[str, Any]) -> list[Any]:
+    """The events `client.chat.completions.stream()` yields for chunks carrying `deltas`."""
+    state = ChatCompletionStreamState()
+    events: list[Any] = []
+    for delta in deltas:
+        chunk = ChatCompletionChunk.model_validate(
+            {
+                "id": "c",
+                "created": 0,
+                "model": "gpt",
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+        )
+        events.extend(state.handle_chunk(chunk))
+    return events
+
+
+ROLE_ONLY = {"role": "assistant", "content": ""}
+
+
+def test_chat_stream_opening_events_are_metadata():
+    """The ChunkEvent of a role-only chunk and its ContentDeltaEvent(delta="") commit nothing."""
+    events = chat_stream_events(ROLE_ONLY)
+    assert [("ChunkEvent", METADATA), ("ContentDeltaEvent", METADATA)] == [
+        (type(event).__name__, kind_of(event)) for event in events
+    ]
+
+
+def test_chat_stream_events_with_text_are_output():
+    """Once text arrives, its ChunkEvent and ContentDeltaEvent commit."""
+    events = chat_stream_events(ROLE_ONLY, {"content": "Hi"})[2:]
+    assert [("ChunkEvent", OUTPUT), ("ContentDeltaEvent", OUTPUT)] == [
+        (type(event).__name__, kind_of(event)) for event in events
+    ]
+
+
+def test_a_chat_stream_tool_call_event_is_output():
+    """A chunk starting a tool call commits, and so does its arguments event."""
+    call = {"index": 0, "id": "t", "type": "function", "function": {"name": "f", "arguments": ""}}
+    events = chat_stream_events(ROLE_ONLY, {"tool_calls": [call]})[2:]
+    assert {OUTPUT} == {kind_of(event) for event in events}
+
+
+def test_an_auth_error_after_the_chat_stream_opening_is_retried():
+    """The gate retries an auth error that follows the `stream()` helper's opening events."""
+    gate = StreamGate()
+    actions = [gate.on_item(event)[0] for event in chat_stream_events(ROLE_ONLY)]
+    response = httpx2.Response(401, request=httpx2.Request("POST", "http://127.0.0.1/"))
+    error = openai.AuthenticationError("Error code: 401", response=response, body=None)
+    assert ([GateAction.FORWARD] * 2, GateAction.RETRY) == (actions, gate.on_exception(error))
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"type": "content.delta", "delta": ""}, METADATA),
+        ({"type": "content.delta", "delta": "Hi"}, OUTPUT),
+        ({"type": "refusal.delta", "delta": ""}, METADATA),
+        ({"type": "content.delta", "text": "Hi"}, OUTPUT),
+        ({"type": "chunk"}, OUTPUT),
+    ],
+)
+def test_chat_stream_events_as_mappings(item, expected):
+    """Dumped events read alike; only an empty text delta is metadata, a chunkless chunk commits."""
+    assert expected == kind_of(item)
+
+
+# --------------------------------------------------------------------------------------------------
+# LlamaIndex (look-alikes of llama_index.core.base.llms.types, pydantic models as the real ones)
+
+
+class TextBlock(pydantic.BaseModel):
+    block_type: Literal["text"] = "text"
+    text: str
+
+
+class ThinkingBlock(pydantic.BaseModel):
+    block_type: Literal["thinking"] = "thinking"
+    content: str | None = None
+
+
+class ChatMessage(pydantic.BaseModel):
+    role: str = "user"
+    additional_kwargs: dict[str, Any] = pydantic.Field(default_factory=dict)
+    blocks: list[TextBlock | ThinkingBlock] = pydantic.Field(default_factory=list)
+
+    @property
+    def content(self) -> str | None:
+        """The text blocks joined, as the real property computes it."""
+        texts = [block.text for block in self.blocks if isinstance(block, TextBlock)]
+        joined = "\n".join(texts) or None
+        return "" if joined is None and len(texts) == 1 else joined
+
+
+class ChatResponse(pydantic.BaseModel):
+    message: ChatMessage
+    raw: Any | None = None
+    delta: str | None = None
+    logprobs: list[Any] | None = None
+    additional_kwargs: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+def llama_response(delta: str | None, *blocks: Any, **message_kwargs: Any) -> ChatResponse:
+    """A ChatResponse as LlamaIndex's OpenAI LLM streams it: the delta and the message so far."""
+    message = ChatMessage(role="assistant", blocks=list(blocks), **message_kwargs)
+    return ChatResponse(message=message, delta=delta, raw={"object": "chat.completion.chunk"})
+
+
+def test_llamaindex_opening_chat_response_is_metadata():
+    """The first streamed ChatResponse (delta "", an empty text block) commits nothing."""
+    assert METADATA == kind_of(llama_response("", TextBlock(text="")))
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        llama_response("Hi", TextBlock(text="Hi")),
+        llama_response("", TextBlock(text="Hi")),
+        llama_response("", ThinkingBlock(content="hmm"), TextBlock(text="")),
+        llama_response("", TextBlock(text=""), additional_kwargs={"tool_calls": [{"id": "t"}]}),
+        ChatResponse(
+            message=ChatMessage(role="assistant"),
+            delta="",
+            additional_kwargs={"thinking_delta": "hmm"},
+        ),
+        llama_response(None, TextBlock(text="")),
+    ],
+    ids=["text", "text so far", "thinking", "tool call", "thinking delta", "not streamed"],
+)
+def test_llamaindex_chat_responses_with_something_in_them_are_output(item):
+    """Text, thinking, a tool call, or a response that is no stream's (no delta) commits."""
+    assert OUTPUT == kind_of(item)
+
+
+class OllamaMessage(pydantic.BaseModel):
+    role: str
+    content: str | None = None
+
+
+def test_another_librarys_chat_response_still_commits():
+    """A ChatResponse of another shape (Ollama's: no delta) commits, as unknown items do."""
+
+    class ChatResponse(pydantic.BaseModel):
+        model: str = "llama"
+        done: bool = False
+        message: OllamaMessage
+
+    assert OUTPUT == kind_of(ChatResponse(message=OllamaMessage(role="assistant", content="")))
+
+
+def test_an_auth_error_after_the_llamaindex_opening_is_retried():
+    """The gate retries an auth error that follows LlamaIndex's opening ChatResponse."""
+    gate = StreamGate()
+    action, _ = gate.on_item(llama_response("", TextBlock(text="")))
+    assert (GateAction.FORWARD, GateAction.RETRY) == (
+        action,
+        gate.on_exception(RuntimeError("HTTP 401")),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -625,7 +794,7 @@ def test_the_name_cache_stays_bounded():
     for index in range(4100):
         assert OUTPUT == kind_of({"type": f"novel_{index}"})
 
-    assert len(_classify._NAME_VERDICTS) < 4096
+    assert len(_engine._NAME_VERDICTS) < 4096
 
 
 def test_an_unhashable_name_is_output():

@@ -487,7 +487,7 @@ def test_statuses_must_be_http_error_statuses(statuses: Any) -> None:
 )
 def test_status_of_reads_structure_only_and_never_raises(value: object, expected: Any) -> None:
     """status_of reads status fields and response.status_code, nothing else, and never raises."""
-    from refresh_middleware._classify import status_of
+    from refresh_middleware._unauthorized import status_of
 
     assert expected == status_of(value)
 

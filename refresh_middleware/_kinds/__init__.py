@@ -1,0 +1,10 @@
+"""What a streamed item is: `ItemKind` and `kind_of`, and the dialects they know.
+
+`_dialect` holds the record a dialect is written in, `dialects/` one module per SDK or framework
+behind a registry, `_tables` merges them at import, and `_engine` reads items with the tables.
+"""
+
+from ._dialect import ItemKind as ItemKind
+from ._engine import kind_of as kind_of
+
+__all__ = ["ItemKind", "kind_of"]

@@ -1,0 +1,63 @@
+"""Gemini's `GenerateContentResponse` chunks (google-genai objects, or the API's own JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, cast
+
+from refresh_middleware._kinds._dialect import (
+    DONE,
+    METADATA,
+    OUTPUT,
+    SEQUENCES,
+    Dialect,
+    Fields,
+    Inside,
+    ItemKind,
+    carries,
+)
+
+# Fields of a part that carry no output: the thinking flag and the thought signature (the
+# SDK's names and the wire's). Everything else that is set, known or new, is output.
+_QUIET_PART_FIELDS: Final = frozenset({"thought", "thought_signature", "thoughtSignature"})
+_REPORTS: Final = ("usage_metadata", "usageMetadata", "prompt_feedback", "promptFeedback")
+
+
+def _candidates_kind(fields: Fields, inside: Inside) -> ItemKind | None:
+    """A response chunk: OUTPUT with output in a part, DONE when all finished, or METADATA.
+
+    DONE needs every candidate to have a finish reason and no part to carry output; a chunk
+    with only usage, safety ratings or an empty part is METADATA.
+    """
+    candidates = fields.get("candidates")
+    if type(candidates) not in SEQUENCES:
+        # A response without candidates reports usage or why the prompt was blocked.
+        return METADATA if candidates is None and carries(fields, _REPORTS) else None
+    finished = bool(candidates)
+    for candidate in candidates:
+        candidate_fields = inside(candidate)
+        for part in inside(candidate_fields.get("content")).get("parts") or ():
+            if _part_carries_output(inside(part)):
+                return OUTPUT
+        finished = finished and _has_finished(candidate_fields)
+    return DONE if finished else METADATA
+
+
+def _part_carries_output(part: Fields) -> bool:
+    if not isinstance(part, Mapping):
+        return True  # fields that cannot be listed might be anything: output, to be safe
+    listed = cast("Mapping[str, object]", part)
+    return any(value for key, value in listed.items() if key not in _QUIET_PART_FIELDS)
+
+
+def _has_finished(candidate: Fields) -> bool:
+    reason = candidate.get("finish_reason") or candidate.get("finishReason")
+    reason = getattr(reason, "value", reason)  # the SDK's FinishReason is an enum
+    return bool(reason) and reason != "FINISH_REASON_UNSPECIFIED"
+
+
+DIALECT: Final = Dialect(
+    name="Gemini",
+    shapes={"candidates": _candidates_kind},
+    reads=frozenset({"content", "parts", "finish_reason", "finishReason", *_REPORTS}),
+)
