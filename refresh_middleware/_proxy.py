@@ -151,20 +151,29 @@ class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         options = self._self_core.options
-        for field in ("refresh", "is_unauthorized", "kind_of", "usage", "on_event"):
-            part = getattr(options, field)
+        for field in dataclasses.fields(options):
+            part = options.given(field.name)
             try:
                 pickle.dumps(part, protocol)
-            except Exception as error:
+            except Exception:  # noqa: BLE001 - any failure means this option cannot travel
+                # The option's type, never its repr: a refresh callable may be a dataclass
+                # holding a client secret. Nothing is chained, since pickle's own message may
+                # show the object.
                 msg = (
-                    f"cannot pickle a refresh_on_401 proxy whose {field} option ({part!r}) "
-                    "cannot be pickled; use a module-level function (not a lambda or closure)"
+                    f"cannot pickle a refresh_on_401 proxy: its {field.name}= option, of type "
+                    f"{_type_name(part)}, cannot be pickled; use a module-level function or an "
+                    "instance of a module-level class (not a lambda, closure or local class)"
                 )
-                raise TypeError(msg) from error
+                raise TypeError(msg) from None
         return wrap_instance, (self.__wrapped__, options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 class PathProxy(wrapt.BaseObjectProxy[Any]):

@@ -214,6 +214,11 @@ class Options:
             predicate = StatusPredicate(self.is_unauthorized, self.statuses)
             object.__setattr__(self, "is_unauthorized", predicate)
 
+    def given(self, name: str) -> object:
+        """The option `name` as the user gave it, not as `statuses=` extended it."""
+        value = getattr(self, name)
+        return value.base if isinstance(value, StatusPredicate) else value
+
     @property
     def refresh_is_async(self) -> bool:
         """True when `refresh` must be awaited (it is a coroutine function)."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import pickle
+import threading
+import traceback
 from typing import Any
 
 import pytest
@@ -184,3 +187,48 @@ async def test_a_proxy_raises_the_provider_errors_of_other_methods() -> None:
 
     with pytest.raises(Unauthorized):
         await provider.models()
+
+
+@dataclasses.dataclass
+class _SecretRefresher:
+    """A refresh callable holding a client secret, unpicklable for its lock."""
+
+    client_secret: str
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __call__(self, stale: SyncProvider) -> SyncProvider:
+        return stale
+
+
+def test_pickle_error_names_the_refresh_option_and_type_never_its_repr() -> None:
+    """An unpicklable refresh is named by option and type; its repr (with a secret) is not."""
+    secret = "cs-0123456789-very-secret"  # noqa: S105 - a planted secret
+    provider = refresh_on_401(Chatty(Script()), refresh=_SecretRefresher(secret))
+
+    with pytest.raises(TypeError) as caught:
+        pickle.dumps(provider)
+
+    told = "".join(traceback.format_exception(caught.value))
+    assert (True, True, False) == (
+        "refresh= option" in told,
+        "test_proxy._SecretRefresher" in told,
+        secret in told,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("expires_at", lambda provider: None),
+        ("clock", lambda: 0.0),
+        ("retry_arguments", lambda provider, args, kwargs: (args, kwargs)),
+        ("is_unauthorized", lambda value: False),
+    ],
+)
+def test_pickle_error_names_each_unpicklable_option(option: str, value: Any) -> None:
+    """expires_at=, clock=, retry_arguments= (and the predicate) are named when they fail."""
+    extra: dict[str, Any] = {"statuses": {403}} if option == "is_unauthorized" else {}
+    provider = refresh_on_401(Chatty(Script()), refresh=rebuild, **{option: value}, **extra)
+
+    with pytest.raises(TypeError, match=rf"its {option}= option, of type function,"):
+        pickle.dumps(provider)
