@@ -89,7 +89,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             msg = f"{cls.__name__}.{name} is a {type(found).__name__}, not a plain method"
             raise TypeError(msg)
         methods[name] = Method(name, Shape.of(found), name in options.streams, options, found)
-    check_methods(methods, options, cls.__name__)
+    check_methods(methods, options, cls.__name__, cls)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
         replacement = intercepting(original, method.shape, entry_for(method), _call_of(method))
@@ -156,9 +156,10 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
             or None.
         **options: Keyword options, each with a default that fits the common case:
 
-            - `calls`: names of the request/response methods (default `("chat", "embed")`);
-              names the provider lacks are skipped. A dotted name (`"chat.completions.create"`)
-              reaches a method of a nested object of an instance.
+            - `calls`: names of the request/response methods (default `("chat", "embed")`).
+              The default names are skipped when the provider lacks them; a name you give must
+              exist. A dotted name (`"chat.completions.create"`) reaches a method of a nested
+              object of an instance.
             - `streams`: names of the streaming methods (default `("chat_stream",)`). The
               shape is read per call: a stream method whose call returns a plain value (an
               SDK's `create(stream=False)`) is a call.
@@ -190,8 +191,9 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
               `self`, so what they hand out is the proxy and its calls still refresh.
 
     Raises:
-        TypeError: `refresh` or a hook is not callable; an option has the wrong type; the
-            target has none of the methods; `refresh` is async but every intercepted method is
+        TypeError: `refresh` or a hook is not callable; an option has the wrong type; a name
+            given in `calls` or `streams` is not a method of the target (the error names the
+            closest one); the target has none of the methods; `refresh` is async but every intercepted method is
             a generator function; the class cannot be tracked.
         ValueError: A number or window option is out of range.
 

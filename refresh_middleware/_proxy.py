@@ -335,7 +335,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
         if found is not None:
             stream = name in options.streams
             methods[name] = Method(name, _shape(found), stream, options)
-    check_methods(methods, options, type(provider).__name__)
+    check_methods(methods, options, type(provider).__name__, provider)
     _check_overlaps(methods)
     names = tuple(methods)
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
