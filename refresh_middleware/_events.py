@@ -27,6 +27,7 @@ __all__ = [
     "RefreshTimedOut",
     "RefreshTimeoutError",
     "RetrySkipped",
+    "UnrelatedReplacement",
     "emit",
     "logger",
     "redact",
@@ -216,6 +217,18 @@ class RetrySkipped(Event):
 
     method: str
     reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnrelatedReplacement(Event):
+    """`refresh` returned a `replacement` whose class is unrelated to the provider's.
+
+    Neither class is a subclass of the other, yet it has the intercepted methods, so it was
+    swapped in. That is usually a mistake (a raw SDK client returned where a provider class of
+    your own was wrapped, say); sent, and logged as a warning, once per proxy.
+    """
+
+    replacement: str
 
 
 def emit(hook: Callable[[Event], object] | None, event: Event) -> None:

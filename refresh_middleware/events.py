@@ -16,6 +16,7 @@ from ._events import RefreshSucceeded as RefreshSucceeded
 from ._events import RefreshTimedOut as RefreshTimedOut
 from ._events import RefreshTimeoutError as RefreshTimeoutError
 from ._events import RetrySkipped as RetrySkipped
+from ._events import UnrelatedReplacement as UnrelatedReplacement
 from ._events import redact as redact
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "RefreshTimedOut",
     "RefreshTimeoutError",
     "RetrySkipped",
+    "UnrelatedReplacement",
     "redact",
 ]
