@@ -115,6 +115,10 @@ class _Decorator(Protocol):
     def __call__(self, target: T, /) -> T: ...
 
 
+_NO_TARGET: Any = object()
+"""The target when none is given: `refresh_on_401(refresh=...)` returns a decorator."""
+
+
 @overload
 def refresh_on_401(
     target: type[P],
@@ -137,8 +141,6 @@ def refresh_on_401(
     refresh: Callable[[P], P | Awaitable[P | None] | None],
     **options: Unpack[RefreshOptions[P]],
 ) -> _Decorator: ...
-_NO_TARGET: Any = object()
-"""The target when none is given: `refresh_on_401(refresh=...)` returns a decorator."""
 
 
 def refresh_on_401(target: Any = _NO_TARGET, /, *, refresh: Any, **options: Any) -> Any:
@@ -197,10 +199,11 @@ def refresh_on_401(target: Any = _NO_TARGET, /, *, refresh: Any, **options: Any)
 
     Raises:
         TypeError: The target is None or a function (wrap the object that has the method,
-            or decorate its class); `refresh` or a hook is not callable; an option has the wrong type; a name
-            given in `calls` or `streams` is not a method of the target (the error names the
-            closest one); the target has none of the methods; `refresh` is async but every intercepted method is
-            a generator function; the class cannot be tracked.
+            or decorate its class); `refresh` or a hook is not callable; an option has the
+            wrong type; a name given in `calls` or `streams` is not a method of the target
+            (the error names the closest one); the target has none of the methods; `refresh`
+            is async but every intercepted method is a generator function; the class cannot
+            be tracked.
         ValueError: A number or window option is out of range.
 
     Example:

@@ -174,7 +174,9 @@ class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
 
 def _type_name(value: object) -> str:
     cls = type(value)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 class PathProxy(wrapt.BaseObjectProxy[Any]):

@@ -322,7 +322,9 @@ def test_none_as_the_target_is_a_type_error_not_a_decorator() -> None:
 )
 def test_wrapping_a_function_says_to_wrap_its_object_or_decorate_its_class(target: Any) -> None:
     """A function is no provider: the error says what to wrap instead, not `pass calls=`."""
-    with pytest.raises(TypeError, match=r"got the function 'chat'.*wraps the object that has") as caught:
+    with pytest.raises(
+        TypeError, match=r"got the function 'chat'.*wraps the object that has"
+    ) as caught:
         refresh_on_401(target, refresh=lambda stale: stale)
 
     assert "decorates its class" in str(caught.value)

@@ -120,8 +120,22 @@ FORMS = (
 )
 SCHEMES = st.sampled_from(["Bearer", "Basic", "Token", "DPoP", "SSWS", "Key", "ApiKey", "Custom"])
 NAMES = st.sampled_from(
-    ["password", "key", "access_token", "token", "api_key", "apikey", "client_secret",
-     "refresh_token", "id_token", "secret", "sig", "signature", "x-api-key", "passwd"]
+    [
+        "password",
+        "key",
+        "access_token",
+        "token",
+        "api_key",
+        "apikey",
+        "client_secret",
+        "refresh_token",
+        "id_token",
+        "secret",
+        "sig",
+        "signature",
+        "x-api-key",
+        "passwd",
+    ]
 )
 SECRET_TEXT = st.text(
     alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+",

@@ -263,7 +263,9 @@ def test_an_unrelated_replacement_is_warned_once_per_proxy_through_the_events(
     events: list[Event] = []
     provider = refresh_on_401(
         SyncProvider(script),
-        refresh=lambda stale: SyncProvider(script, 1) if isinstance(stale, Stranger) else Stranger(script),
+        refresh=lambda stale: (
+            SyncProvider(script, 1) if isinstance(stale, Stranger) else Stranger(script)
+        ),
         on_event=events.append,
         calls="chat",
         streams=(),
@@ -329,8 +331,11 @@ def test_a_replacement_without_the_methods_is_refused_not_warned() -> None:
     script = Script(valid_from=1)
     events: list[Event] = []
     provider = refresh_on_401(
-        SyncProvider(script), refresh=lambda stale: Stranger(script), on_event=events.append,
-        calls="chat", streams="chat_stream",
+        SyncProvider(script),
+        refresh=lambda stale: Stranger(script),
+        on_event=events.append,
+        calls="chat",
+        streams="chat_stream",
     )
 
     with pytest.raises(Unauthorized):

@@ -183,7 +183,8 @@ def test_dotted_names_are_for_instances() -> None:
 def test_a_misspelt_dotted_stream_name_next_to_a_correct_one_is_refused_with_the_closest() -> None:
     """`streams=(correct, misspelt)`: refused at wrap time, naming the option and a near name."""
     with pytest.raises(
-        TypeError, match=r"streams= names 'chat\.completions\.strem'.*did you mean 'chat\.completions\.stream'\?"
+        TypeError,
+        match=r"names 'chat\.completions\.strem'.*did you mean 'chat\.completions\.stream'\?",
     ):
         refresh_on_401(
             Client([0]),
