@@ -375,10 +375,11 @@ class _Watcher:
 
     def check(self, stale: object, result: object) -> None:
         """Warn the first time `result` is an unrelated replacement the engine will take."""
-        fresh = result
+        fresh: object = result
         while getattr(type(fresh), "_refreshing_proxy", False):
             fresh = cast("Any", fresh).__wrapped__
-        old, new = type(stale), type(fresh)
+        old: type[object] = type(stale)
+        new: type[object] = type(fresh)
         if (
             self.warned
             or result is None
