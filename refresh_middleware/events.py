@@ -1,7 +1,9 @@
 """Events sent to the `on_event` hook of `refresh_on_401`, and the library's own errors.
 
 Every event names the provider by its class (never its repr, which may hold credentials), and
-error texts in events are redacted: bearer tokens, `sk-` keys and token fields are removed.
+error texts in events are redacted: the credential of an `Authorization` header of any scheme
+(the scheme word stays), URL passwords, `sk-` keys, JWTs and the values of token, key, secret
+and password fields or query parameters are removed.
 """
 
 from ._events import CallRetried as CallRetried
