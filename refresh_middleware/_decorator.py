@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import types
@@ -89,7 +90,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             msg = f"{cls.__name__}.{name} is a {type(found).__name__}, not a plain method"
             raise TypeError(msg)
         methods[name] = Method(name, Shape.of(found), name in options.streams, options, found)
-    check_methods(methods, options, cls.__name__)
+    check_methods(methods, options, cls.__name__, cls)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
         replacement = intercepting(original, method.shape, entry_for(method), _call_of(method))
@@ -114,6 +115,10 @@ class _Decorator(Protocol):
     def __call__(self, target: T, /) -> T: ...
 
 
+_NO_TARGET: Any = object()
+"""The target when none is given: `refresh_on_401(refresh=...)` returns a decorator."""
+
+
 @overload
 def refresh_on_401(
     target: type[P],
@@ -136,7 +141,9 @@ def refresh_on_401(
     refresh: Callable[[P], P | Awaitable[P | None] | None],
     **options: Unpack[RefreshOptions[P]],
 ) -> _Decorator: ...
-def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> Any:
+
+
+def refresh_on_401(target: Any = _NO_TARGET, /, *, refresh: Any, **options: Any) -> Any:
     """Refresh a provider's credentials when it reports a 401, and retry once.
 
     Applied to an **instance**, returns a proxy that is the provider for every other purpose;
@@ -156,9 +163,10 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
             or None.
         **options: Keyword options, each with a default that fits the common case:
 
-            - `calls`: names of the request/response methods (default `("chat", "embed")`);
-              names the provider lacks are skipped. A dotted name (`"chat.completions.create"`)
-              reaches a method of a nested object of an instance.
+            - `calls`: names of the request/response methods (default `("chat", "embed")`).
+              The default names are skipped when the provider lacks them; a name you give must
+              exist. A dotted name (`"chat.completions.create"`) reaches a method of a nested
+              object of an instance.
             - `streams`: names of the streaming methods (default `("chat_stream",)`). The
               shape is read per call: a stream method whose call returns a plain value (an
               SDK's `create(stream=False)`) is a call.
@@ -190,9 +198,12 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
               `self`, so what they hand out is the proxy and its calls still refresh.
 
     Raises:
-        TypeError: `refresh` or a hook is not callable; an option has the wrong type; the
-            target has none of the methods; `refresh` is async but every intercepted method is
-            a generator function; the class cannot be tracked.
+        TypeError: The target is None or a function (wrap the object that has the method,
+            or decorate its class); `refresh` or a hook is not callable; an option has the
+            wrong type; a name given in `calls` or `streams` is not a method of the target
+            (the error names the closest one); the target has none of the methods; `refresh`
+            is async but every intercepted method is a generator function; the class cannot
+            be tracked.
         ValueError: A number or window option is out of range.
 
     Example:
@@ -213,8 +224,34 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
     checked = Options.from_params(refresh, options)
 
     def apply(target: Any) -> Any:
+        _check_target(target)
         if isinstance(target, type):
             return decorate_class(cast("type[Any]", target), checked)
         return wrap_instance(target, checked)
 
-    return apply if target is None else apply(target)
+    return apply if target is _NO_TARGET else apply(target)
+
+
+def _check_target(target: object) -> None:
+    """Refuse targets that cannot be providers, with what to wrap instead.
+
+    Raises:
+        TypeError: `target` is None (a missing provider, not a request for a decorator), or a
+            function or method, whose object or class is what refreshes.
+
+    """
+    if target is None:
+        msg = (
+            "refresh_on_401() got None as the provider to wrap; pass the provider instance or "
+            "class, or leave the target out to get a decorator: refresh_on_401(refresh=...)"
+        )
+        raise TypeError(msg)
+    if inspect.isroutine(target) or isinstance(target, functools.partial):
+        function = target.func if isinstance(target, functools.partial) else target
+        name = getattr(function, "__name__", type(function).__name__)
+        msg = (
+            f"refresh_on_401() got the function {name!r}, but it wraps the object that has the "
+            f"method (refresh_on_401(provider, refresh=..., calls=({name!r},))) or decorates "
+            "its class; a bare function has no provider to refresh"
+        )
+        raise TypeError(msg)

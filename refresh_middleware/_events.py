@@ -31,6 +31,7 @@ __all__ = [
     "RefreshTimeoutError",
     "RetrySkipped",
     "Trigger",
+    "UnrelatedReplacement",
     "emit",
     "logger",
     "redact",
@@ -43,14 +44,42 @@ logger.addHandler(logging.NullHandler())
 # --------------------------------------------------------------------------------------------------
 # redaction
 
+REDACTED: Final = "[REDACTED]"
+
+# Authentication schemes shown in the clear before a redacted credential (`DPoP [REDACTED]`):
+# the IANA registry's and the common vendor ones. A first word that is not one of them may be
+# the secret itself, so it goes with the rest.
+_SCHEMES: Final = (
+    r"(?:bearer|basic|digest|dpop|gnap|hoba|mutual|negotiate|ntlm|oauth|privatetoken|concealed"
+    r"|scram-sha-1|scram-sha-256|vapid|token|ssws|key|api-?key|mac|hawk|aws4-hmac-sha256"
+    r"|sharedkey|geniekey|jwt|splunk)"
+)
+# One credential: a token68, or `name="value"` / `name=value` auth-parameters separated by commas.
+_VALUE: Final = r"""[^\s"',;)}&]+"""
+_PARAM: Final = r"""[\w-]+=(?:"[^"\n]*"|[^\s"',;)}&]*)"""
+_CREDENTIAL: Final = rf"(?:{_PARAM}|{_VALUE})(?:\s*,\s*{_PARAM})*"
+# A name's separator; a quoted value runs to its closing quote, whatever it holds.
+_SEPARATOR: Final = r"""["']?\s*[:=]\s*(?P<quote>["'])?"""
+_QUOTED: Final = r"""[^"'\n]*"""
+
 _SECRETS: Final = (
-    # Headers and fields that hold credentials: keep the name, drop the value.
+    # Authorization headers: name, separator and a known scheme stay. Unquoted, any other first
+    # word is taken with the word after it, as it may be the secret (`Authorization: <key> no`).
     re.compile(
-        r"(?i)(x-api-key|api[_-]?key|access[_-]?token|refresh[_-]?token|id[_-]?token"
-        r"|client[_-]?secret|password|authorization|token|secret)"
-        r"""(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic)\s+)?[^\s"',;&)}]+"""
+        rf"(?i)\b(?P<keep>(?:proxy-)?authorization{_SEPARATOR})(?P<scheme>{_SCHEMES}\s+)?"
+        rf"(?(quote){_QUOTED}|(?(scheme){_CREDENTIAL}|(?:[A-Za-z][\w.~+/=-]*\s+)?{_CREDENTIAL}))"
     ),
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    # Headers, fields and query parameters that hold credentials: keep the name and a known
+    # scheme, drop the value. Short names need a boundary before them (`key`, not `monkey`).
+    re.compile(
+        r"(?i)(?P<keep>(?:x-api-key|api[_-]?key|access[_-]?token|refresh[_-]?token|id[_-]?token"
+        r"|client[_-]?secret|private[_-]?key|password|passwd|token|secret|credentials?"
+        r"|(?<![A-Za-z0-9])(?:key|sig|signature|pwd|auth|apikey))"
+        rf"{_SEPARATOR})(?P<scheme>{_SCHEMES}\s+)?(?(quote){_QUOTED}|{_CREDENTIAL})"
+    ),
+    # The password of a URL's user information: `https://user:<secret>@host`.
+    re.compile(r"(?i)(?P<keep>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+(?=@)"),
+    re.compile(r"(?i)\b(bearer|basic|dpop|ssws)\s+[A-Za-z0-9._~+/=-]{6,}"),
     # Provider key shapes: OpenAI and Anthropic `sk-...`, Google `AIza...`, JWTs.
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),
     re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),
@@ -58,23 +87,26 @@ _SECRETS: Final = (
     # rest of it from every "eyJ", quadratic on hostile text.
     re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
 )
-REDACTED: Final = "[REDACTED]"
 
 
 def _replace(match: re.Match[str]) -> str:
-    if match.lastindex == 2:  # name, separator, value
-        return f"{match.group(1)}{match.group(2)}{REDACTED}"
-    if match.lastindex == 1:  # scheme, value
+    kept = match.groupdict()
+    if "keep" in kept:  # a name and its separator, then the scheme if it is a known one
+        return f"{kept['keep']}{kept.get('scheme') or ''}{REDACTED}"
+    if match.re.groups:  # a scheme, then its credential
         return f"{match.group(1)} {REDACTED}"
     return REDACTED
 
 
 def redact(text: str) -> str:
-    """Remove bearer tokens, API keys and token fields from `text`.
+    """Remove credentials from `text`: header and field values, URL passwords, key shapes.
+
+    Whatever the scheme, the credential goes; a known scheme word stays, so the text still
+    says what was sent.
 
     Example:
-        >>> redact("401 for Authorization: Bearer abcdef123456 (key sk-live-0123456789)")
-        '401 for Authorization: [REDACTED] (key [REDACTED])'
+        >>> redact("401 for Authorization: DPoP abcdef123456 (key sk-live-0123456789)")
+        '401 for Authorization: DPoP [REDACTED] (key [REDACTED])'
 
     """
     for pattern in _SECRETS:
@@ -202,6 +234,18 @@ class RetrySkipped(Event):
 
     method: str
     reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnrelatedReplacement(Event):
+    """`refresh` returned a `replacement` whose class is unrelated to the provider's.
+
+    Neither class is a subclass of the other, yet it has the intercepted methods, so it was
+    swapped in. That is usually a mistake (a raw SDK client returned where a provider class of
+    your own was wrapped, say); sent, and logged as a warning, once per proxy.
+    """
+
+    replacement: str
 
 
 def emit(hook: Callable[[Event], object] | None, event: Event) -> None:

@@ -23,11 +23,12 @@ import inspect
 import pickle
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import wrapt
 
 from ._calls import call_coroutine, call_plain
+from ._events import UnrelatedReplacement, emit, logger
 from ._flight import Flight
 from ._retry import Call
 from ._spec import Method, Options, Shape, check_methods, reach
@@ -151,20 +152,31 @@ class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         options = self._self_core.options
-        for field in ("refresh", "is_unauthorized", "kind_of", "usage", "on_event"):
-            part = getattr(options, field)
+        for field in dataclasses.fields(options):
+            part = options.given(field.name)
             try:
                 pickle.dumps(part, protocol)
-            except Exception as error:
+            except Exception:  # noqa: BLE001 - any failure means this option cannot travel
+                # The option's type, never its repr: a refresh callable may be a dataclass
+                # holding a client secret. Nothing is chained, since pickle's own message may
+                # show the object.
                 msg = (
-                    f"cannot pickle a refresh_on_401 proxy whose {field} option ({part!r}) "
-                    "cannot be pickled; use a module-level function (not a lambda or closure)"
+                    f"cannot pickle a refresh_on_401 proxy: its {field.name}= option, of type "
+                    f"{_type_name(part)}, cannot be pickled; use a module-level function or an "
+                    "instance of a module-level class (not a lambda, closure or local class)"
                 )
-                raise TypeError(msg) from error
+                raise TypeError(msg) from None
         return wrap_instance, (self.__wrapped__, options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 class PathProxy(wrapt.BaseObjectProxy[Any]):
@@ -326,14 +338,80 @@ def wrap_instance(provider: object, options: Options) -> Any:
         if found is not None:
             stream = name in options.streams
             methods[name] = Method(name, _shape(found), stream, options)
-    check_methods(methods, options, type(provider).__name__)
+    check_methods(methods, options, type(provider).__name__, provider)
     _check_overlaps(methods)
     names = tuple(methods)
+    # The methods refresh through a watcher of this proxy's own; `Core` keeps the options as
+    # given, for copies and pickles.
+    watched = dataclasses.replace(options, refresh=_watcher(options, names))
+    methods = {name: dataclasses.replace(m, options=watched) for name, m in methods.items()}
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
     plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
     flight: Flight[Any] = Flight(provider, cooldown=options.cooldown)
     cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
     return cls(provider, Core(methods, flight, options))
+
+
+class _Watcher:
+    """The proxy's `refresh`: the user's, and one warning if it swaps in an unrelated class.
+
+    A replacement that lacks the intercepted methods is refused by the engine; one that has
+    them is swapped in whatever its class. When neither its class nor the stale provider's is a
+    subclass of the other, that is likely a mistake, said once per proxy through the events and
+    the log (class names only, never a repr).
+    """
+
+    __slots__ = ("names", "options", "warned")
+
+    def __init__(self, options: Options, names: tuple[str, ...]) -> None:
+        self.options = options
+        self.names = names
+        self.warned = False
+
+    def __call__(self, stale: object) -> Any:
+        result = self.options.refresh(stale)
+        self.check(stale, result)
+        return result
+
+    def check(self, stale: object, result: object) -> None:
+        """Warn the first time `result` is an unrelated replacement the engine will take."""
+        fresh: object = result
+        while getattr(type(fresh), "_refreshing_proxy", False):
+            fresh = cast("Any", fresh).__wrapped__
+        old: type[object] = type(stale)
+        new: type[object] = type(fresh)
+        if (
+            self.warned
+            or result is None
+            or issubclass(new, old)
+            or issubclass(old, new)
+            or inspect.isawaitable(result)  # a plain refresh's coroutine: the engine decides
+            or any(reach(fresh, name) is None for name in self.names)  # refused anyway
+        ):
+            return
+        self.warned = True
+        logger.warning(
+            "refresh_middleware: refresh returned a %s for a %s provider; it has the "
+            "intercepted methods and was swapped in, but the classes are unrelated",
+            new.__name__,
+            old.__name__,
+        )
+        emit(self.options.on_event, UnrelatedReplacement(old.__name__, new.__name__))
+
+
+class _AsyncWatcher(_Watcher):
+    """`_Watcher` for a coroutine-function refresh: it stays one, as the engine reads it."""
+
+    __slots__ = ()
+
+    async def __call__(self, stale: object) -> Any:
+        result = await self.options.refresh(stale)
+        self.check(stale, result)
+        return result
+
+
+def _watcher(options: Options, names: tuple[str, ...]) -> _Watcher:
+    return (_AsyncWatcher if options.refresh_is_async else _Watcher)(options, names)
 
 
 def _inner(provider: object, options: Options) -> object:

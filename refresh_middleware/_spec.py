@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import enum
 import inspect
 import math
@@ -175,11 +176,14 @@ class Options:
     refresh_ahead: tuple[float, float] = (120.0, 30.0)
     retry_arguments: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
     hands_out: tuple[str, ...] = ()
+    typed: frozenset[str] = frozenset()
+    """Which of `calls` and `streams` the user gave: their names must exist, not be skipped."""
 
     @classmethod
     def from_params(cls, refresh: object, params: Mapping[str, object]) -> Options:
         """Check and normalise the keyword arguments of `refresh_on_401`."""
-        unknown = sorted(set(params) - {field.name for field in dataclasses.fields(cls)})
+        keywords = {field.name for field in dataclasses.fields(cls)} - _NOT_KEYWORDS
+        unknown = sorted(set(params) - keywords)
         if unknown:
             msg = f"refresh_on_401() got an unexpected keyword argument {unknown[0]!r}"
             raise TypeError(msg)
@@ -201,6 +205,7 @@ class Options:
             refresh_ahead=_windows(given["refresh_ahead"]),
             retry_arguments=_callable(given["retry_arguments"], "retry_arguments", optional=True),
             hands_out=_names(given["hands_out"], "hands_out"),
+            typed=frozenset({"calls", "streams"} & set(params)),
         )
 
     def __post_init__(self) -> None:
@@ -209,10 +214,19 @@ class Options:
             predicate = StatusPredicate(self.is_unauthorized, self.statuses)
             object.__setattr__(self, "is_unauthorized", predicate)
 
+    def given(self, name: str) -> object:
+        """The option `name` as the user gave it, not as `statuses=` extended it."""
+        value = getattr(self, name)
+        return value.base if isinstance(value, StatusPredicate) else value
+
     @property
     def refresh_is_async(self) -> bool:
         """True when `refresh` must be awaited (it is a coroutine function)."""
         return is_async_callable(self.refresh)
+
+
+_NOT_KEYWORDS = frozenset({"refresh", "typed"})
+"""Fields of `Options` that are not keyword options of `refresh_on_401`."""
 
 
 def _defaults() -> dict[str, object]:
@@ -314,14 +328,29 @@ def reach(provider: object, name: str) -> Any:
     return target if callable(target) else None
 
 
-def check_methods(methods: Mapping[str, Method], options: Options, owner: str) -> None:
-    """Refuse what cannot work, once the methods to intercept are found.
+def check_methods(
+    methods: Mapping[str, Method], options: Options, owner: str, target: object
+) -> None:
+    """Refuse what cannot work, once the methods to intercept are found on `target`.
 
     Raises:
-        TypeError: `owner` has none of the methods; or `refresh` must be awaited while every
-            method found is a generator function, which nothing could await in.
+        TypeError: A name the user gave in `calls` or `streams` is not a method of `target`
+            (only the default names are skipped when missing); `owner` has none of the
+            methods; or `refresh` must be awaited while every method found is a generator
+            function, which nothing could await in.
 
     """
+    for option in sorted(options.typed):
+        missing = [name for name in getattr(options, option) if name not in methods]
+        if missing:
+            name = missing[0]
+            closest = _closest(target, name)
+            hint = f"did you mean {closest!r}?" if closest else "check the spelling"
+            msg = (
+                f"{option}= names {name!r}, which is not a method of {owner}; {hint} (only the "
+                "default names are skipped when a provider lacks them)"
+            )
+            raise TypeError(msg)
     if not methods:
         wanted = ", ".join(options.calls + options.streams)
         msg = f"{owner} has none of the methods to intercept ({wanted}); pass calls= or streams="
@@ -332,3 +361,20 @@ def check_methods(methods: Mapping[str, Method], options: Options, owner: str) -
             "generator function, where it cannot be awaited; pass a plain function"
         )
         raise TypeError(msg)
+
+
+def _closest(target: object, name: str) -> str | None:
+    """The existing dotted name nearest to `name`: its first step that fails, respelt."""
+    parts = name.split(".")
+    holder, index = target, 0
+    while index < len(parts) - 1 and (inner := getattr(holder, parts[index], None)) is not None:
+        holder, index = inner, index + 1
+    part = parts[index]
+    # Private names are offered only to a user who typed one.
+    candidates = [
+        other
+        for other in dir(holder)
+        if other != part and (part.startswith("_") or not other.startswith("_"))
+    ]
+    matches = difflib.get_close_matches(part, candidates, n=1)
+    return ".".join([*parts[:index], matches[0], *parts[index + 1 :]]) if matches else None

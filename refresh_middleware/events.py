@@ -1,7 +1,9 @@
 """Events sent to the `on_event` hook of `refresh_on_401`, and the library's own errors.
 
 Every event names the provider by its class (never its repr, which may hold credentials), and
-error texts in events are redacted: bearer tokens, `sk-` keys and token fields are removed.
+error texts in events are redacted: the credential of an `Authorization` header of any scheme
+(the scheme word stays), URL passwords, `sk-` keys, JWTs and the values of token, key, secret
+and password fields or query parameters are removed.
 """
 
 from ._events import CallRetried as CallRetried
@@ -16,6 +18,7 @@ from ._events import RefreshSucceeded as RefreshSucceeded
 from ._events import RefreshTimedOut as RefreshTimedOut
 from ._events import RefreshTimeoutError as RefreshTimeoutError
 from ._events import RetrySkipped as RetrySkipped
+from ._events import UnrelatedReplacement as UnrelatedReplacement
 from ._events import redact as redact
 
 __all__ = [
@@ -31,5 +34,6 @@ __all__ = [
     "RefreshTimedOut",
     "RefreshTimeoutError",
     "RetrySkipped",
+    "UnrelatedReplacement",
     "redact",
 ]

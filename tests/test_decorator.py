@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import pytest
@@ -44,6 +45,7 @@ def test_public_names_are_exactly_the_promised_ones() -> None:
         "RefreshTimedOut",
         "RefreshTimeoutError",
         "RetrySkipped",
+        "UnrelatedReplacement",
         "redact",
     ] == refresh_middleware.events.__all__
 
@@ -53,7 +55,8 @@ def test_the_typed_options_are_the_options_there_are() -> None:
     checks); the defaults live in Options alone."""
     from refresh_middleware._spec import Options, RefreshOptions
 
-    fields = [field.name for field in dataclasses.fields(Options) if field.name != "refresh"]
+    internal = ("refresh", "typed")  # the positional refresh; which name options were given
+    fields = [field.name for field in dataclasses.fields(Options) if field.name not in internal]
 
     assert fields == list(RefreshOptions.__annotations__)
 
@@ -301,3 +304,27 @@ def test_the_test_kit_lists_the_server_names_it_imports_lazily() -> None:
 
     assert set(_server.__all__) == refresh_middleware.testing._SERVER_NAMES
     assert set(_server.__all__) <= set(refresh_middleware.testing.__all__)
+
+
+def test_none_as_the_target_is_a_type_error_not_a_decorator() -> None:
+    """`refresh_on_401(None, refresh=...)` is a missing provider: refused, never a decorator."""
+    with pytest.raises(TypeError, match="got None as the provider to wrap"):
+        refresh_on_401(None, refresh=lambda stale: stale)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(SyncProvider(Script()).chat, id="bound method"),
+        pytest.param(SyncProvider.chat, id="function"),
+        pytest.param(functools.partial(SyncProvider.chat), id="partial"),
+    ],
+)
+def test_wrapping_a_function_says_to_wrap_its_object_or_decorate_its_class(target: Any) -> None:
+    """A function is no provider: the error says what to wrap instead, not `pass calls=`."""
+    with pytest.raises(
+        TypeError, match=r"got the function 'chat'.*wraps the object that has"
+    ) as caught:
+        refresh_on_401(target, refresh=lambda stale: stale)
+
+    assert "decorates its class" in str(caught.value)

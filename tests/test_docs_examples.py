@@ -5,13 +5,17 @@ from __future__ import annotations
 import gc
 import importlib.util
 import inspect
+import re
 from pathlib import Path
 
 import pytest
 import trio
 
-DOCS = Path(__file__).parent.parent / "docs"
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
 EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
+README = ROOT / "README.md"
+README_SNIPPETS = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.DOTALL | re.MULTILINE)
 
 # The SDKs and httpx leave their own inner async generators to the garbage collector when a
 # stream ends early or raises, and trio warns when it collects them. Those generators are theirs,
@@ -51,3 +55,27 @@ def test_example_is_shown_on_a_page(path):
     """Each example is included by some page: no example is tested but never shown."""
     pages = "".join(page.read_text() for page in DOCS.rglob("*.md") if "_build" not in page.parts)
     assert f"examples/{path.name}" in pages
+
+
+@pytest.mark.parametrize(
+    "snippet", README_SNIPPETS, ids=[f"snippet-{n}" for n in range(len(README_SNIPPETS))]
+)
+def test_readme_snippet_runs_as_shown(snippet: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each python block of the README runs as it is, alone, against the loopback server: its
+    imports are complete, it names nothing it does not define, and its 401 is retried."""
+    exec(compile(snippet, str(README), "exec"), {"__name__": "__readme__"})  # noqa: S102
+
+    assert "chunk-0 chunk-1 chunk-2 \n" == capsys.readouterr().out
+
+
+def test_readme_has_python_snippets_to_run() -> None:
+    """The README's snippets are found: the test above cannot pass by finding none."""
+    assert 3 == len(README_SNIPPETS)
+
+
+def test_no_page_tells_to_install_from_pypi_where_nothing_is_published() -> None:
+    """The package is not on PyPI: README and docs install from a clone or a git URL."""
+    pages = [README, *(page for page in DOCS.rglob("*.md") if "_build" not in page.parts)]
+    from_pypi = re.compile(r"pip install \"?refresh-middleware(\[[a-z,]+\])?+\"?(?! @)")
+
+    assert [] == [page.name for page in pages if from_pypi.search(page.read_text())]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
+import logging
 import pickle
+import threading
+import traceback
 from typing import Any
 
 import pytest
 from conftest import AsyncProvider, Script, SyncProvider, Unauthorized
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware.events import Event, UnrelatedReplacement
 
 SUCCESS = {"type": "message", "content": "ok"}
 
@@ -184,3 +189,156 @@ async def test_a_proxy_raises_the_provider_errors_of_other_methods() -> None:
 
     with pytest.raises(Unauthorized):
         await provider.models()
+
+
+@dataclasses.dataclass
+class _SecretRefresher:
+    """A refresh callable holding a client secret, unpicklable for its lock."""
+
+    client_secret: str
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __call__(self, stale: SyncProvider) -> SyncProvider:
+        return stale
+
+
+def test_pickle_error_names_the_refresh_option_and_type_never_its_repr() -> None:
+    """An unpicklable refresh is named by option and type; its repr (with a secret) is not."""
+    secret = "cs-0123456789-very-secret"  # noqa: S105 - a planted secret
+    provider = refresh_on_401(Chatty(Script()), refresh=_SecretRefresher(secret))
+
+    with pytest.raises(TypeError) as caught:
+        pickle.dumps(provider)
+
+    told = "".join(traceback.format_exception(caught.value))
+    assert (True, True, False) == (
+        "refresh= option" in told,
+        "test_proxy._SecretRefresher" in told,
+        secret in told,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("expires_at", lambda provider: None),
+        ("clock", lambda: 0.0),
+        ("retry_arguments", lambda provider, args, kwargs: (args, kwargs)),
+        ("is_unauthorized", lambda value: False),
+    ],
+)
+def test_pickle_error_names_each_unpicklable_option(option: str, value: Any) -> None:
+    """expires_at=, clock=, retry_arguments= (and the predicate) are named when they fail."""
+    extra: dict[str, Any] = {"statuses": {403}} if option == "is_unauthorized" else {}
+    provider = refresh_on_401(Chatty(Script()), refresh=rebuild, **{option: value}, **extra)
+
+    with pytest.raises(TypeError, match=rf"its {option}= option, of type function,"):
+        pickle.dumps(provider)
+
+
+class Stranger:
+    """Unrelated to SyncProvider or AsyncProvider, yet with a `chat` of its own."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.key = 99
+
+    def chat(self, request: str) -> Any:
+        return self.script.next_chat(self.key)
+
+
+class AsyncStranger(Stranger):
+    """An unrelated async provider."""
+
+    async def chat(self, request: str) -> Any:  # type: ignore[override]
+        return self.script.next_chat(self.key)
+
+
+def test_an_unrelated_replacement_is_warned_once_per_proxy_through_the_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refresh that swaps in an unrelated class is said once, as an event and a WARNING."""
+    script = Script(valid_from=1)
+    script.chats.extend([SUCCESS, SUCCESS])
+    events: list[Event] = []
+    provider = refresh_on_401(
+        SyncProvider(script),
+        refresh=lambda stale: (
+            SyncProvider(script, 1) if isinstance(stale, Stranger) else Stranger(script)
+        ),
+        on_event=events.append,
+        calls="chat",
+        streams=(),
+    )
+
+    with caplog.at_level(logging.WARNING, logger="refresh_middleware"):
+        provider.chat("x")
+        provider.__wrapped__.key = 0  # expired again: a second unrelated swap, back
+        provider.chat("x")
+
+    warned = [event for event in events if isinstance(event, UnrelatedReplacement)]
+    assert ([UnrelatedReplacement("SyncProvider", "Stranger")], 1) == (
+        warned,
+        sum("unrelated" in record.getMessage() for record in caplog.records),
+    )
+
+
+async def test_an_async_refresh_with_an_unrelated_replacement_is_warned_too() -> None:
+    """The warning holds for a coroutine-function refresh, which stays one for the engine."""
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    events: list[Event] = []
+
+    async def refresh(stale: AsyncProvider) -> AsyncStranger:
+        return AsyncStranger(script)
+
+    provider = refresh_on_401(
+        AsyncProvider(script), refresh=refresh, on_event=events.append, calls="chat", streams=()
+    )
+
+    assert SUCCESS == await provider.chat("x")
+    assert ["UnrelatedReplacement"] == [
+        type(event).__name__ for event in events if isinstance(event, UnrelatedReplacement)
+    ]
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pytest.param(lambda script: SyncProvider(script, 1), id="same class"),
+        pytest.param(lambda script: Chatty(script, 1), id="subclass"),
+        pytest.param(
+            lambda script: refresh_on_401(SyncProvider(script, 1), refresh=rebuild), id="proxy"
+        ),
+    ],
+)
+def test_a_related_replacement_is_not_warned(replacement: Any) -> None:
+    """The same class, a subclass, or one of our proxies around either: no warning."""
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+    events: list[Event] = []
+    provider = refresh_on_401(
+        SyncProvider(script), refresh=lambda stale: replacement(script), on_event=events.append
+    )
+
+    provider.chat("x")
+
+    assert [] == [event for event in events if isinstance(event, UnrelatedReplacement)]
+
+
+def test_a_replacement_without_the_methods_is_refused_not_warned() -> None:
+    """What the engine refuses (no `chat_stream` on it) gets its TypeError, not the warning."""
+    script = Script(valid_from=1)
+    events: list[Event] = []
+    provider = refresh_on_401(
+        SyncProvider(script),
+        refresh=lambda stale: Stranger(script),
+        on_event=events.append,
+        calls="chat",
+        streams="chat_stream",
+    )
+
+    with pytest.raises(Unauthorized):
+        provider.chat("x")
+
+    assert [] == [event for event in events if isinstance(event, UnrelatedReplacement)]

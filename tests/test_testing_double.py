@@ -400,7 +400,7 @@ def test_server_names_without_the_server_extra_raise_a_helpful_import_error(monk
     """Without hypercorn and starlette, a server name raises ImportError naming the extra."""
     monkeypatch.delitem(vars(refresh_middleware.testing), "LoopbackLLMServer", raising=False)
     monkeypatch.setitem(sys.modules, "refresh_middleware.testing._server", None)
-    with pytest.raises(ImportError, match=r"refresh-middleware\[server\]"):
+    with pytest.raises(ImportError, match=r"the server extra: pip install -e '\.\[server\]'"):
         _ = refresh_middleware.testing.LoopbackLLMServer
 
 

@@ -180,6 +180,47 @@ def test_dotted_names_are_for_instances() -> None:
         refresh_on_401(refresh=lambda s: None, calls="chat.completions.create")(Client)
 
 
+def test_a_misspelt_dotted_stream_name_next_to_a_correct_one_is_refused_with_the_closest() -> None:
+    """`streams=(correct, misspelt)`: refused at wrap time, naming the option and a near name."""
+    with pytest.raises(
+        TypeError,
+        match=r"names 'chat\.completions\.strem'.*did you mean 'chat\.completions\.stream'\?",
+    ):
+        refresh_on_401(
+            Client([0]),
+            refresh=lambda stale: stale,
+            calls=(),
+            streams=("chat.completions.create", "chat.completions.strem"),
+        )
+
+
+def test_a_misspelt_step_of_a_dotted_name_is_respelt_in_place() -> None:
+    """A typo in the middle of a dotted name is suggested with the rest of the name kept."""
+    with pytest.raises(TypeError, match=r"did you mean 'chat\.completions\.create'\?"):
+        refresh_on_401(Client([0]), refresh=lambda stale: stale, streams="chat.completion.create")
+
+
+def test_a_misspelt_call_name_of_a_decorated_class_is_refused_with_the_closest() -> None:
+    """Class mode too: a given name the class lacks is an error naming the closest method."""
+    with pytest.raises(TypeError, match=r"calls= names 'chta'.*did you mean 'chat'\?"):
+        refresh_on_401(refresh=lambda provider: None, calls=("chta", "chat"))(
+            type("Decorated", (SyncProvider,), {})
+        )
+
+
+def test_a_given_name_with_nothing_close_asks_to_check_the_spelling() -> None:
+    """No near name: the error says so instead of guessing."""
+    with pytest.raises(TypeError, match=r"calls= names 'zzz', .* check the spelling"):
+        refresh_on_401(SyncProvider(Script()), refresh=lambda stale: stale, calls=("chat", "zzz"))
+
+
+def test_default_names_the_provider_lacks_are_still_skipped() -> None:
+    """Names not given by the user (the defaults) may be missing: `embed` is skipped."""
+    provider = refresh_on_401(SyncProvider(Script()), refresh=lambda stale: stale, streams=())
+
+    assert ["chat"] == list(provider._self_core.methods)
+
+
 # --------------------------------------------------------------------------------------------------
 # hands_out and the arguments of a retry
 

@@ -28,8 +28,9 @@ from refresh_middleware.testing import (
 
 
 def wrap(provider: Any, refresh: Any) -> Any:
-    """The application's wiring: `chat` is a call, `chat_stream` a stream."""
-    return refresh_on_401(provider, refresh=refresh, calls="chat", streams="chat_stream")
+    """The application's wiring: `chat` is a call, `chat_stream` a stream (the defaults, which
+    a provider may lack; a name given in `calls=` or `streams=` must exist)."""
+    return refresh_on_401(provider, refresh=refresh)
 
 
 async def answer(provider: Any, prompt: str) -> str:

@@ -7,7 +7,7 @@
   Responses API), Anthropic and Gemini, to test real SDK clients. Its identity provider
   (`OAuthGrants`, counted in `OAuthStats`) rotates refresh tokens and revokes a family whose
   refresh token is used twice, as real ones do. It needs the ``server`` extra
-  (``pip install refresh-middleware[server]``); its names are imported on first use, so this
+  (``pip install -e ".[server]"`` in a clone); its names are imported on first use, so this
   module imports without it.
 """
 
@@ -78,7 +78,8 @@ def __getattr__(name: str) -> Any:
     except ImportError as error:
         msg = (
             f"refresh_middleware.testing.{name} needs the loopback server's dependencies "
-            "(trio, hypercorn, starlette): pip install 'refresh-middleware[server]'"
+            "(trio, hypercorn, starlette), the server extra: pip install -e '.[server]' in a "
+            "clone of refresh_middleware"
         )
         raise ImportError(msg, name=error.name) from error
     value = getattr(server, name)
