@@ -1,33 +1,28 @@
-"""Shared doubles for the unit tests: scripted providers in every flavour and both modes.
+"""Shared doubles for the unit tests: the test kit's scripted providers, in every flavour and mode.
 
-A `Script` holds what the provider will answer (chat results, stream batches) and counts what
-happened (calls, stream opens, closed streams, refreshes). `Harness` builds a provider on a script
-in instance mode (a proxy, refresh returns a replacement) or class mode (a decorated class,
-refresh updates the instance in place), async or sync, and runs coroutines on trio or asyncio.
+A `Script` holds what the providers will answer (chat results, stream batches) and counts what
+happened (calls, stream opens, closed streams, refreshes); several providers share one, each
+holding a credential `key`, as a provider and its replacements do. It is the public test kit's
+script (`refresh_middleware.testing`) under the names these tests have always used. `Harness`
+builds a provider on a script in instance mode (a proxy, refresh returns a replacement) or class
+mode (a decorated class, refresh updates the instance in place), async or sync, and runs
+coroutines on trio or asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import inspect
-from collections import deque
 from typing import Any
 
 import pytest
-import sniffio
 import trio
 
 from refresh_middleware import refresh_on_401
-
-
-class Unauthorized(Exception):
-    """A provider error with a 401 status, as SDK errors carry one."""
-
-    def __init__(self, message: str = "401 Unauthorized") -> None:
-        super().__init__(message)
-        self.status_code = 401
+from refresh_middleware.testing import ScriptedProvider, SyncScriptedProvider
+from refresh_middleware.testing import UnauthorizedError as Unauthorized  # noqa: F401 - tests' name
+from refresh_middleware.testing._double import _answer, _Script, _sleep
 
 
 class ServerError(Exception):
@@ -40,79 +35,69 @@ class ServerError(Exception):
 
 async def checkpoint() -> None:
     """Yield to the event loop, whichever is running."""
-    if sniffio.current_async_library() == "trio":
-        await trio.lowlevel.checkpoint()
-    else:
-        await asyncio.sleep(0)
+    await _sleep(0)
 
 
-@dataclasses.dataclass
-class Script:
-    """What a scripted provider answers, and what happened to it."""
+class Script(_Script):
+    """The test kit's script, with a refresh count and failure for the refresh callables here."""
 
-    chats: deque[Any] = dataclasses.field(default_factory=deque)
-    streams: deque[list[Any]] = dataclasses.field(default_factory=deque)
-    chat_calls: int = 0
-    stream_opens: int = 0
-    closed_streams: int = 0
-    refreshes: int = 0
-    refresh_error: Exception | None = None
-    # When set, providers with a smaller key answer every chat with a 401: expired credentials.
-    valid_from: int | None = None
+    def __init__(
+        self, *, valid_from: int | None = None, refresh_error: Exception | None = None
+    ) -> None:
+        super().__init__(latency=0.0, valid_from=valid_from)
+        self.refreshes = 0
+        """Refreshes run by `Harness` and by the tests' own refresh callables."""
+        self.refresh_error = refresh_error
+        """What `Harness`'s refresh raises, when set."""
+
+    @property
+    def chat_calls(self) -> int:
+        return self.calls
+
+    @property
+    def closed_streams(self) -> int:
+        return self.streams_closed
+
+    @closed_streams.setter
+    def closed_streams(self, count: int) -> None:
+        self.streams_closed = count
 
     def next_chat(self, key: int = 0) -> Any:
-        self.chat_calls += 1
-        if self.valid_from is not None and key < self.valid_from:
-            raise Unauthorized
-        result = self.chats.popleft()
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        """Answer a chat made with credential `key`: a 401 when it is expired, else a result."""
+        return _answer(self.take_chat((), {}, expired=self.expired(key)))
 
     def next_batch(self) -> list[Any]:
-        self.stream_opens += 1
-        return self.streams.popleft() if self.streams else [RuntimeError("no queued batch")]
+        """The items of the next stream, whatever the credential: the caller checks it."""
+        return self.open_stream((), {}, expired=False)
 
 
-class AsyncProvider:
+class AsyncProvider(ScriptedProvider):
+    """The test kit's async double on a shared `Script`, holding credential `key`."""
+
     def __init__(self, script: Script, key: int = 0) -> None:
-        self.script = script
-        self.key = key
+        # Not the test kit's __init__: that makes a script of its own, and this one shares.
+        self._script = script
+        self._generation = key
 
-    async def chat(self, request: str) -> Any:
-        key = self.key  # the credentials go out with the request, before the answer comes
-        await checkpoint()
-        return self.script.next_chat(key)
+    @property
+    def script(self) -> Script:
+        return self._script
 
-    async def chat_stream(self, request: str) -> Any:
-        batch = self.script.next_batch()
-        try:
-            for item in batch:
-                await checkpoint()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.script.closed_streams += 1
+    @property
+    def key(self) -> int:
+        return self._generation
+
+    @key.setter
+    def key(self, key: int) -> None:
+        self._generation = key
 
 
-class SyncProvider:
-    def __init__(self, script: Script, key: int = 0) -> None:
-        self.script = script
-        self.key = key
+class SyncProvider(SyncScriptedProvider):
+    """The test kit's sync double on a shared `Script`, holding credential `key`."""
 
-    def chat(self, request: str) -> Any:
-        return self.script.next_chat(self.key)
-
-    def chat_stream(self, request: str) -> Any:
-        batch = self.script.next_batch()
-        try:
-            for item in batch:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.script.closed_streams += 1
+    __init__ = AsyncProvider.__init__
+    script = AsyncProvider.script
+    key = AsyncProvider.key
 
 
 class ScriptedStream:

@@ -217,15 +217,15 @@ def test_32_threads_share_one_refresh(mode: str) -> None:
     script.valid_from = 1
     script.chats.extend([SUCCESS] * 32)
     barrier = threading.Barrier(32)
-    original = script.next_chat
+    original = script.take_chat
     outcomes: list[object] = []
 
-    def next_chat(key: int = 0) -> Any:
-        if key == 0:
+    def take_chat(args: Any, kwargs: Any, *, expired: bool) -> Any:
+        if expired:
             barrier.wait()  # every thread holds the old credentials before any refresh
-        return original(key)
+        return original(args, kwargs, expired=expired)
 
-    script.next_chat = next_chat  # type: ignore[method-assign]
+    script.take_chat = take_chat  # type: ignore[method-assign]
     threads = [
         threading.Thread(target=lambda: outcomes.append(harness.provider.chat("x")))
         for _ in range(32)

@@ -57,11 +57,16 @@ def test_attribute_reads_writes_and_other_methods_reach_the_provider() -> None:
 
 def test_intercepted_methods_keep_their_introspection() -> None:
     """Signatures, names and coroutine-ness of intercepted methods are the provider's."""
-    provider = refresh_on_401(AsyncProvider(Script()), refresh=lambda stale: stale)
+
+    class Provider(AsyncProvider):
+        async def chat(self, request: str, *, model: str = "m") -> Any:
+            return await super().chat(request, model=model)
+
+    provider = refresh_on_401(Provider(Script()), refresh=lambda stale: stale)
 
     assert inspect.iscoroutinefunction(provider.chat)
     assert inspect.isasyncgenfunction(provider.chat_stream)
-    assert ("(request: 'str') -> 'Any'", "chat") == (
+    assert ("(request: 'str', *, model: 'str' = 'm') -> 'Any'", "chat") == (
         str(inspect.signature(provider.chat)),
         provider.chat.__name__,
     )

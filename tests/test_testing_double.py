@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import inspect
+import pickle
 import sys
 import threading
 import types
@@ -105,6 +107,88 @@ def test_repr_shows_state_and_counters():
     """repr shows expiry and the counters a failing test needs."""
     expected = "<ScriptedProvider expired=True calls=0 stream_opens=0 streams_closed=0>"
     assert expected == repr(ScriptedProvider(expired=True))
+
+
+def test_expired_can_be_set_and_cleared():
+    """Setting expired to True expires the credential; False clears it without a renewal."""
+    provider = ScriptedProvider()
+    provider.expired = True
+    expired_then = provider.expired
+    provider.expired = False
+    assert (True, False, 0) == (expired_then, provider.expired, provider.renewals)
+
+
+def test_renewing_a_valid_credential_counts_and_keeps_it_valid():
+    """renew on a double that never expired counts, and the double stays valid."""
+    provider = ScriptedProvider()
+    provider.renew()
+    assert (False, 1) == (provider.expired, provider.renewals)
+
+
+def test_latency_can_be_changed():
+    """latency is read and written on the double."""
+    provider = ScriptedProvider(latency=0.5)
+    provider.latency = 0.25
+    assert 0.25 == provider.latency
+
+
+# Replacements
+
+
+def test_a_replacement_holds_a_fresh_credential_and_the_stale_double_stays_expired():
+    """A replacement of an expired double is valid; the double it replaces is not."""
+    stale = ScriptedProvider(expired=True)
+    fresh = stale.replacement()
+    assert (False, True, ScriptedProvider) == (fresh.expired, stale.expired, type(fresh))
+
+
+async def test_a_replacement_shares_the_script_and_the_counters():
+    """A replacement answers from the same queues, and both count on the same counters."""
+    stale = ScriptedProvider(expired=True).queue_chat("hello")
+    fresh = stale.replacement()
+    with pytest.raises(UnauthorizedError):
+        await stale.chat()
+    assert ("hello", 2, 2) == (await fresh.chat(), stale.calls, fresh.calls)
+
+
+def test_a_replacement_counts_as_a_renewal():
+    """Making a replacement renews a credential, and is counted as one."""
+    stale = SyncScriptedProvider(expired=True)
+    stale.replacement()
+    assert 1 == stale.renewals
+
+
+def test_expire_also_expires_replacements_made_before():
+    """expire on the newest double expires every older credential, as a key rotation does."""
+    first = SyncScriptedProvider()
+    second = first.replacement()
+    second.expire()
+    assert (True, True) == (first.expired, second.expired)
+
+
+async def test_a_refresh_that_returns_a_replacement_swaps_the_double():
+    """Through the wrapper, a refresh returning stale.replacement() gets the call through."""
+    provider = ScriptedProvider(expired=True).queue_chat("hello")
+    refresh = RefreshCounter(replace=lambda stale: stale.replacement())
+    wrapped = refresh_on_401(provider, refresh=refresh)
+    reply = await wrapped.chat()
+    assert ("hello", True, False) == (reply, provider.expired, wrapped.__wrapped__.expired)
+
+
+def test_a_double_pickles_with_its_script():
+    """A pickled double comes back with its queues, counters and credential."""
+    provider = SyncScriptedProvider(expired=True).queue_chat("kept")
+    restored = pickle.loads(pickle.dumps(provider))  # noqa: S301 - our own bytes
+    restored.renew()
+    assert ("kept", 1) == (restored.chat(), restored.renewals)
+
+
+def test_a_deep_copy_has_a_script_of_its_own():
+    """A deep copy answers from its own queues: the original keeps its results."""
+    provider = SyncScriptedProvider().queue_chat("one")
+    copied = copy.deepcopy(provider)
+    copied.chat()
+    assert ("one", 1) == (provider.chat(), copied.calls)
 
 
 # The async double, streams

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _double, _oauth
 from ._double import AsyncRefreshCounter as AsyncRefreshCounter
 from ._double import RefreshCounter as RefreshCounter
 from ._double import ScriptedProvider as ScriptedProvider
@@ -54,18 +55,8 @@ __all__ = [
     "run_loopback_server_in_thread",
 ]
 
-_SERVER_NAMES = frozenset(
-    {
-        "CHUNKS_HEADER",
-        "Api",
-        "LoopbackLLMServer",
-        "LoopbackOptions",
-        "LoopbackStats",
-        "StreamErrorMode",
-        "open_loopback_server",
-        "run_loopback_server_in_thread",
-    }
-)
+# The names of `_server`: what `__all__` lists beyond the modules imported above.
+_SERVER_NAMES = frozenset(__all__).difference(_double.__all__, _oauth.__all__)
 
 
 def __getattr__(name: str) -> Any:

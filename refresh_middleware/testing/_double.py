@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import threading
 import time
@@ -56,35 +57,156 @@ class ScriptExhaustedError(LookupError):
 
 
 class _Script:
-    """The queues and counters shared by the async and the sync double."""
+    """What a double and its replacements share: the queues, the counters, which credentials hold.
+
+    Credentials are numbered: a double holds one generation, and every generation below
+    `valid_from` is expired, as a key rotation expires every key issued before it (``None``:
+    none has expired).
+    """
+
+    def __init__(self, *, latency: float, valid_from: int | None) -> None:
+        self.latency = latency
+        self.valid_from = valid_from
+        self.renewals = 0
+        self.calls = 0
+        self.stream_opens = 0
+        self.streams_closed = 0
+        self.items_sent = 0
+        self.arguments: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.chats: deque[object] = deque()
+        self.streams: deque[list[object]] = deque()
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock cannot be pickled or copied, and a copy needs a lock of its own anyway.
+        return {name: value for name, value in vars(self).items() if name != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state, lock=threading.Lock())
+
+    def expired(self, generation: int) -> bool:
+        """Whether a credential of this generation is refused."""
+        return self.valid_from is not None and generation < self.valid_from
+
+    def holding(self, generation: int) -> int:
+        """The oldest generation from ``generation`` on that is not expired."""
+        return generation if self.valid_from is None else max(generation, self.valid_from)
+
+    def expire(self, generation: int) -> None:
+        """Expire this generation and every one before it."""
+        self.valid_from = self.holding(generation + 1)
+
+    def renewed(self, generation: int) -> int:
+        """The generation that renewing this one gives (the next that holds), counted."""
+        with self.lock:
+            self.renewals += 1
+        return self.holding(generation + 1)
+
+    def take_chat(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, expired: bool) -> object:
+        """The outcome of a call, decided when it starts: a result, or an exception to raise."""
+        with self.lock:
+            self.calls += 1
+            self.arguments.append((args, kwargs))
+            if expired:
+                return UnauthorizedError()
+            if not self.chats:
+                msg = f"chat was called {self.calls} times, more than its script has results"
+                return ScriptExhaustedError(msg)
+            return self.chats.popleft()
+
+    def open_stream(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, expired: bool
+    ) -> list[object]:
+        """The items of a stream that starts now; an expired credential gets a 401 instead."""
+        with self.lock:
+            self.stream_opens += 1
+            self.arguments.append((args, kwargs))
+            if expired:
+                return [UnauthorizedError()]
+            if not self.streams:
+                msg = f"stream {self.stream_opens} was opened, more than its script has streams"
+                return [ScriptExhaustedError(msg)]
+            return self.streams.popleft()
+
+    def send(self, item: object) -> Any:
+        """A scripted stream item as the provider yields it (an error is raised), counted."""
+        _answer(item)
+        with self.lock:
+            self.items_sent += 1
+        return item
+
+    def closed(self) -> None:
+        with self.lock:
+            self.streams_closed += 1
+
+
+class _Double:
+    """What the async and the sync double share: a script, and the credential they hold."""
 
     def __init__(self, *, expired: bool = False, latency: float = 0.0) -> None:
-        self.latency = latency
-        """Seconds each call and each stream item takes, so concurrent callers overlap."""
-        self.expired = expired
-        """While True, every call and every stream raises `UnauthorizedError`, consuming no
-        script, as an expired credential would; `renew` clears it."""
-        self.renewals = 0
-        """How many times `renew` was called."""
-        self.calls = 0
-        """Calls of `chat`, including those that raised."""
-        self.stream_opens = 0
-        """Streams whose body started (on the first ``next``)."""
-        self.streams_closed = 0
-        """Streams that ended: exhausted, raised, or closed by their consumer."""
-        self.items_sent = 0
-        """Stream items handed out, over all streams."""
-        self.arguments: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        """The ``(args, kwargs)`` of every `chat` call and stream, in order."""
-        self._chats: deque[object] = deque()
-        self._streams: deque[list[object]] = deque()
-        self._lock = threading.Lock()
+        self._script = _Script(latency=latency, valid_from=1 if expired else None)
+        self._generation = 0
 
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} expired={self.expired} calls={self.calls} "
             f"stream_opens={self.stream_opens} streams_closed={self.streams_closed}>"
         )
+
+    @property
+    def latency(self) -> float:
+        """Seconds each call and each stream item takes, so concurrent callers overlap."""
+        return self._script.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._script.latency = seconds
+
+    @property
+    def expired(self) -> bool:
+        """Whether the credential is expired; `expire` and `renew` change it, as may a test.
+
+        While True, every call and every stream raises `UnauthorizedError`, consuming no
+        script, as an expired credential would.
+        """
+        return self._script.expired(self._generation)
+
+    @expired.setter
+    def expired(self, expired: bool) -> None:
+        if expired:
+            self.expire()
+        else:
+            self._generation = self._script.holding(self._generation)
+
+    @property
+    def renewals(self) -> int:
+        """How many times a credential was renewed: by `renew`, or by a `replacement`."""
+        return self._script.renewals
+
+    @property
+    def calls(self) -> int:
+        """Calls of `chat`, including those that raised."""
+        return self._script.calls
+
+    @property
+    def stream_opens(self) -> int:
+        """Streams whose body started (on the first ``next``)."""
+        return self._script.stream_opens
+
+    @property
+    def streams_closed(self) -> int:
+        """Streams that ended: exhausted, raised, or closed by their consumer."""
+        return self._script.streams_closed
+
+    @property
+    def items_sent(self) -> int:
+        """Stream items handed out, over all streams."""
+        return self._script.items_sent
+
+    @property
+    def arguments(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The ``(args, kwargs)`` of every `chat` call and stream, in order."""
+        return self._script.arguments
 
     @property
     def open_streams(self) -> int:
@@ -96,8 +218,8 @@ class _Script:
 
         Returns the double, so a test can write ``ScriptedProvider().queue_chat("ok")``.
         """
-        with self._lock:
-            self._chats.extend(results)
+        with self._script.lock:
+            self._script.chats.extend(results)
         return self
 
     def queue_stream(self, *items: object, unauthorized_after: int | None = None) -> Self:
@@ -112,59 +234,34 @@ class _Script:
         script = list(items)
         if unauthorized_after is not None:
             script.insert(unauthorized_after, UnauthorizedError())
-        with self._lock:
-            self._streams.append(script)
+        with self._script.lock:
+            self._script.streams.append(script)
         return self
 
     def expire(self) -> None:
-        """Make the credential expired: every call and stream raises a 401 until `renew`."""
-        self.expired = True
+        """Make the credential expired: every call and stream raises a 401 until `renew`.
+
+        Credentials of replacements made before are expired too, as a key rotation would.
+        """
+        self._script.expire(self._generation)
 
     def renew(self) -> None:
         """Refresh the credential in place, as a refresh callable would."""
-        with self._lock:
-            self.renewals += 1
-            self.expired = False
+        self._generation = self._script.renewed(self._generation)
 
-    def _take_chat(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
-        """The outcome of a call, decided when it starts: a result, or an exception to raise."""
-        with self._lock:
-            self.calls += 1
-            self.arguments.append((args, kwargs))
-            if self.expired:
-                return UnauthorizedError()
-            if not self._chats:
-                msg = f"chat was called {self.calls} times, more than its script has results"
-                return ScriptExhaustedError(msg)
-            return self._chats.popleft()
+    def replacement(self) -> Self:
+        """A new double with a fresh credential that shares this one's script and counters.
 
-    def _open_stream(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[object]:
-        with self._lock:
-            self.stream_opens += 1
-            self.arguments.append((args, kwargs))
-            if self.expired:
-                return [UnauthorizedError()]
-            if not self._streams:
-                msg = f"stream {self.stream_opens} was opened, more than its script has streams"
-                return [ScriptExhaustedError(msg)]
-            return self._streams.popleft()
-
-    def _send(self, item: object) -> Any:
-        """A scripted stream item as the provider yields it (an error is raised), counted."""
-        _answer(item)
-        self._sent()
-        return item
-
-    def _sent(self) -> None:
-        with self._lock:
-            self.items_sent += 1
-
-    def _closed(self) -> None:
-        with self._lock:
-            self.streams_closed += 1
+        What a refresh that builds a new provider returns:
+        ``RefreshCounter(replace=lambda stale: stale.replacement())``. This double keeps its
+        credential, expired or not, as a client built on an old token does.
+        """
+        replacement = copy.copy(self)
+        replacement._generation = self._script.renewed(self._generation)  # noqa: SLF001
+        return replacement
 
 
-class ScriptedProvider(_Script):
+class ScriptedProvider(_Double):
     """An async provider double: `chat` is a coroutine, `chat_stream` an async generator.
 
     Args:
@@ -187,22 +284,22 @@ class ScriptedProvider(_Script):
 
     async def chat(self, *args: Any, **kwargs: Any) -> Any:
         """Return the next queued result (see `queue_chat`)."""
-        outcome = self._take_chat(args, kwargs)
+        outcome = self._script.take_chat(args, kwargs, expired=self.expired)
         await _sleep(self.latency)
         return _answer(outcome)
 
     async def chat_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """Stream the next queued script (see `queue_stream`)."""
-        script = self._open_stream(args, kwargs)
+        script = self._script.open_stream(args, kwargs, expired=self.expired)
         try:
             for item in script:
                 await _sleep(self.latency)
-                yield self._send(item)
+                yield self._script.send(item)
         finally:
-            self._closed()
+            self._script.closed()
 
 
-class SyncScriptedProvider(_Script):
+class SyncScriptedProvider(_Double):
     """The synchronous form of `ScriptedProvider`: `chat` is a function, `chat_stream` a generator.
 
     Safe to share between threads: the counters and queues are locked.
@@ -210,21 +307,21 @@ class SyncScriptedProvider(_Script):
 
     def chat(self, *args: Any, **kwargs: Any) -> Any:
         """Return the next queued result (see `queue_chat`)."""
-        outcome = self._take_chat(args, kwargs)
+        outcome = self._script.take_chat(args, kwargs, expired=self.expired)
         if self.latency:
             time.sleep(self.latency)
         return _answer(outcome)
 
     def chat_stream(self, *args: Any, **kwargs: Any) -> Generator[Any]:
         """Stream the next queued script (see `queue_stream`)."""
-        script = self._open_stream(args, kwargs)
+        script = self._script.open_stream(args, kwargs, expired=self.expired)
         try:
             for item in script:
                 if self.latency:
                     time.sleep(self.latency)
-                yield self._send(item)
+                yield self._script.send(item)
         finally:
-            self._closed()
+            self._script.closed()
 
 
 def _answer(outcome: object) -> Any:

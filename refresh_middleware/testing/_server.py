@@ -6,8 +6,9 @@ SDKs' own error mapping (a 401 becomes ``AuthenticationError``, an SSE ``event: 
 ``APIStatusError`` with status 200). This server runs on ``127.0.0.1`` with a port the OS
 picks, under trio (``open_loopback_server``) or in a background thread for sync and asyncio
 code (``run_loopback_server_in_thread``), and lets tests expire, revoke and sabotage
-credentials on demand. It speaks OpenAI chat completions and the Anthropic Messages API here,
-the OpenAI Responses API and the Gemini API through `_dialects`.
+credentials on demand. It speaks OpenAI chat completions, the OpenAI Responses API, the
+Anthropic Messages API and the Gemini API, each declared in a module of `_dialects`; one
+endpoint here does what they share.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import Counter, deque
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict, Unpack, cast, get_args
+from typing import TYPE_CHECKING, Final, Literal, TypedDict, Unpack, cast
 from urllib.parse import parse_qsl
 
 import trio
@@ -33,11 +34,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._dialects import GeminiStream, ResponsesStream, gemini_error, input_count
-from ._dialects import gemini_response as _gemini_response
-from ._dialects import responses_response as _responses_response
-from ._dialects import sse_data as _sse_data
-from ._dialects import sse_event as _sse_event
+from ._dialects import DIALECTS, Call, Dialect, Framing, NotFoundError
 from ._oauth import ROTATING_GRANTS, OAuthGrants
 
 if TYPE_CHECKING:
@@ -110,174 +107,20 @@ class _BadRequestError(Exception):
     """A request body or header the server cannot use; answered with status 400."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """What a chat request asked for, after validation."""
-
-    model: str
-    stream: bool
-    include_usage: bool
-    chunks: int
-    input_tokens: int
-
-    @property
-    def texts(self) -> list[str]:
-        """The reply, chunk by chunk: deterministic so tests can check exactly what arrived."""
-        return [f"chunk-{index} " for index in range(self.chunks)]
+def _input_count(inputs: object) -> int:
+    """The number of input messages: a list counts its items, a bare string prompt is one."""
+    if isinstance(inputs, list):
+        return len(inputs)  # pyright: ignore[reportUnknownArgumentType]
+    return 1 if isinstance(inputs, str) else 0
 
 
-class _Dialect(Protocol):
-    """How one provider frames the parts of a streamed reply as SSE."""
-
-    def head(self) -> list[str]:
-        """Events before anything a client would count as output."""
-        ...
-
-    def content_head(self) -> list[str]:
-        """Events that open the content, sent once before the first text."""
-        ...
-
-    def delta(self, text: str) -> str:
-        """Frame one chunk of text as an event."""
-        ...
-
-    def tail(self) -> list[str]:
-        """Events after the last text, up to the end of the stream."""
-        ...
-
-    def auth_error(self) -> str:
-        """Frame an in-stream error that says the credentials expired."""
-        ...
-
-
-def _openai_error(message: str, kind: str, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _anthropic_error(message: str, kind: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-@dataclass(slots=True)
-class _OpenAIStream:
-    """``chat.completion.chunk`` events as the OpenAI API sends them."""
-
-    call: _Call
-    completion_id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(12)}")
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def _chunk(
-        self, delta: dict[str, Any], finish_reason: str | None = None, *, choices: bool = True
-    ) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.completion_id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.call.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-            if choices
-            else [],
-        }
-        if self.call.include_usage:
-            # The API sends ``usage: null`` on every chunk but the last when usage is asked for.
-            chunk["usage"] = None
-        return chunk
-
-    def head(self) -> list[str]:
-        return [_sse_data(self._chunk({"role": "assistant", "content": ""}))]
-
-    def content_head(self) -> list[str]:
-        return []
-
-    def delta(self, text: str) -> str:
-        return _sse_data(self._chunk({"content": text}))
-
-    def tail(self) -> list[str]:
-        events = [_sse_data(self._chunk({}, "stop"))]
-        if self.call.include_usage:
-            final = self._chunk({}, choices=False)
-            final["usage"] = _openai_usage(self.call)
-            events.append(_sse_data(final))
-        return [*events, "data: [DONE]\n\n"]
-
-    def auth_error(self) -> str:
-        return _sse_data(_openai_error("token expired", "invalid_request_error", "invalid_api_key"))
-
-
-@dataclass(slots=True)
-class _AnthropicStream:
-    """Message stream events as the Anthropic API sends them."""
-
-    call: _Call
-    message_id: str = field(default_factory=lambda: f"msg_{secrets.token_hex(12)}")
-
-    def head(self) -> list[str]:
-        message = _anthropic_message(self.call, self.message_id, text=None)
-        return [
-            _sse_event({"type": "message_start", "message": message}),
-            _sse_event({"type": "ping"}),
-        ]
-
-    def content_head(self) -> list[str]:
-        block = {"type": "text", "text": ""}
-        return [_sse_event({"type": "content_block_start", "index": 0, "content_block": block})]
-
-    def delta(self, text: str) -> str:
-        delta = {"type": "text_delta", "text": text}
-        return _sse_event({"type": "content_block_delta", "index": 0, "delta": delta})
-
-    def tail(self) -> list[str]:
-        return [
-            _sse_event({"type": "content_block_stop", "index": 0}),
-            _sse_event(
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": self.call.chunks},
-                }
-            ),
-            _sse_event({"type": "message_stop"}),
-        ]
-
-    def auth_error(self) -> str:
-        return _sse_event(_anthropic_error("token expired", "authentication_error"))
-
-
-def _openai_usage(call: _Call) -> dict[str, int]:
-    return {
-        "prompt_tokens": call.input_tokens,
-        "completion_tokens": call.chunks,
-        "total_tokens": call.input_tokens + call.chunks,
-    }
-
-
-def _anthropic_message(call: _Call, message_id: str, *, text: str | None) -> dict[str, Any]:
-    """Build an Anthropic ``message`` object; without text it is the opening of a stream."""
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": call.model,
-        "content": [] if text is None else [{"type": "text", "text": text}],
-        "stop_reason": None if text is None else "end_turn",
-        "stop_sequence": None,
-        # A stream's opening counts one output token, as the real API reports it.
-        "usage": {
-            "input_tokens": call.input_tokens,
-            "output_tokens": 1 if text is None else call.chunks,
-        },
-    }
-
-
-def _bearer(request: Request) -> str | None:
+def _credential(request: Request, key_header: str | None) -> str | None:
+    """The API key in ``key_header``, else the bearer token: an OAuth token works everywhere."""
+    key = request.headers.get(key_header) if key_header else None
+    if key:
+        return key
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     return (credentials.strip() or None) if scheme.lower() == "bearer" else None
-
-
-def _stream_response(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
-        events, media_type="text/event-stream", headers={"cache-control": "no-cache"}
-    )
 
 
 class LoopbackLLMServer:
@@ -324,8 +167,8 @@ class LoopbackLLMServer:
         self._clock = clock
         self._lock = threading.Lock()
         self._expiry_by_token: dict[str, float] = {}
-        self._pending_errors: dict[Api, deque[StreamErrorMode]] = {
-            api: deque() for api in get_args(Api)
+        self._pending_errors: dict[str, deque[StreamErrorMode]] = {
+            dialect.api: deque() for dialect in DIALECTS
         }
         self._counts: Counter[str] = Counter()
         self._base_url: str | None = None
@@ -336,12 +179,11 @@ class LoopbackLLMServer:
         self.app: Final = Starlette(
             routes=[
                 Route("/oauth/token", self._token_endpoint, methods=["POST"]),
-                Route("/v1/chat/completions", self._chat_completions_endpoint, methods=["POST"]),
-                Route("/v1/messages", self._messages_endpoint, methods=["POST"]),
-                Route("/v1/responses", self._responses_endpoint, methods=["POST"]),
-                # google-genai calls /v1beta or /v1, as its api_version says.
-                Route("/v1beta/models/{call}", self._gemini_endpoint, methods=["POST"]),
-                Route("/v1/models/{call}", self._gemini_endpoint, methods=["POST"]),
+                *(
+                    Route(path, partial(self._dialect_endpoint, dialect), methods=["POST"])
+                    for dialect in DIALECTS
+                    for path in dialect.paths
+                ),
             ]
         )
 
@@ -377,14 +219,7 @@ class LoopbackLLMServer:
         with self._lock:
             counts = self._counts.copy()
         return LoopbackStats(
-            token_requests=counts["token_requests"],
-            chat_completions_requests=counts["chat_completions_requests"],
-            messages_requests=counts["messages_requests"],
-            responses_requests=counts["responses_requests"],
-            gemini_requests=counts["gemini_requests"],
-            unauthorized=counts["unauthorized"],
-            tokens_issued=counts["tokens_issued"],
-            streams_completed=counts["streams_completed"],
+            **{each.name: counts[each.name] for each in dataclasses.fields(LoopbackStats)}
         )
 
     def issue_token(self) -> str:
@@ -441,16 +276,12 @@ class LoopbackLLMServer:
             return "token expired"
         return None
 
-    def _unauthorized(self, body: dict[str, Any]) -> JSONResponse:
-        self._count("unauthorized")
-        return JSONResponse(body, status_code=401)
-
-    def _take_stream_error(self, api: Api) -> StreamErrorMode | None:
+    def _take_stream_error(self, api: str) -> StreamErrorMode | None:
         with self._lock:
             pending = self._pending_errors[api]
             return pending.popleft() if pending else None
 
-    async def _read_call(self, request: Request, inputs: str = "messages") -> _Call:
+    async def _read_call(self, request: Request, inputs: str) -> Call:
         try:
             body = await request.json()
             chunks = int(request.headers.get(CHUNKS_HEADER, self.chunks))
@@ -464,36 +295,36 @@ class LoopbackLLMServer:
             fields.get(inputs),
             fields.get("stream_options"),
         )
-        return _Call(
+        return Call(
             model=model if isinstance(model, str) else self.model,
             stream=fields.get("stream") is True,
             include_usage=isinstance(options, dict)
             and cast("dict[str, object]", options).get("include_usage") is True,
             chunks=chunks,
-            input_tokens=input_count(messages),
+            input_tokens=_input_count(messages),
         )
 
     async def _events(
-        self, dialect: _Dialect, call: _Call, error: StreamErrorMode | None
+        self, framing: Framing, call: Call, error: StreamErrorMode | None
     ) -> AsyncIterator[str]:
-        for event in dialect.head():
+        for event in framing.head():
             yield event
         if error == "before_content":
             self._count("unauthorized")
-            yield dialect.auth_error()
+            yield framing.auth_error()
             return
-        for event in dialect.content_head():
+        for event in framing.content_head():
             yield event
         # After content, the error comes once half the text has gone out (at least one chunk).
         error_after = max(1, call.chunks // 2) if error == "after_content" else math.inf
         for sent, text in enumerate(call.texts, start=1):
             await trio.sleep(self.chunk_delay)
-            yield dialect.delta(text)
+            yield framing.delta(text)
             if sent == error_after:
                 self._count("unauthorized")
-                yield dialect.auth_error()
+                yield framing.auth_error()
                 return
-        for event in dialect.tail():
+        for event in framing.tail():
             yield event
         self._count("streams_completed")
 
@@ -531,97 +362,32 @@ class LoopbackLLMServer:
             }
         )
 
-    async def _chat_completions_endpoint(self, request: Request) -> Response:
-        self._count("chat_completions_requests")
+    async def _dialect_endpoint(self, dialect: Dialect, request: Request) -> Response:
+        """Answer a request to one of the provider APIs, with what every API shares."""
         # Read the body even when refusing: an unread body makes the HTTP/1.1 connection
         # unusable, and a client reusing it from its pool would see the server hang up.
         await request.body()
-        refusal = self._refusal(_bearer(request))
-        if refusal is not None:
-            return self._unauthorized(
-                _openai_error(refusal, "invalid_request_error", "invalid_api_key")
-            )
         try:
-            call = await self._read_call(request)
+            target = None if dialect.target is None else dialect.target(request.path_params)
+        except NotFoundError as error:
+            return JSONResponse(dialect.error(404, str(error)), status_code=404)
+        self._count(dialect.counter)
+        refusal = self._refusal(_credential(request, dialect.key_header))
+        if refusal is not None:
+            self._count("unauthorized")
+            return JSONResponse(dialect.error(401, refusal), status_code=401)
+        try:
+            call = await self._read_call(request, dialect.inputs)
         except _BadRequestError as error:
-            return JSONResponse(_openai_error(str(error), "invalid_request_error", None), 400)
-        if call.stream:
-            events = self._events(_OpenAIStream(call), call, self._take_stream_error("openai"))
-            return _stream_response(events)
-        completion = _OpenAIStream(call)
-        return JSONResponse(
-            {
-                "id": completion.completion_id,
-                "object": "chat.completion",
-                "created": completion.created,
-                "model": call.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(call.texts)},
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": _openai_usage(call),
-            }
+            return JSONResponse(dialect.error(400, str(error)), status_code=400)
+        if target is not None:
+            call = dataclasses.replace(call, model=target.model, stream=target.stream)
+        if not call.stream:
+            return JSONResponse(dialect.reply(call))
+        events = self._events(dialect.stream(call), call, self._take_stream_error(dialect.api))
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
-
-    async def _messages_endpoint(self, request: Request) -> Response:
-        self._count("messages_requests")
-        await request.body()  # as in _chat_completions_endpoint
-        refusal = self._refusal(request.headers.get("x-api-key") or _bearer(request))
-        if refusal is not None:
-            return self._unauthorized(_anthropic_error(refusal, "authentication_error"))
-        try:
-            call = await self._read_call(request)
-        except _BadRequestError as error:
-            return JSONResponse(_anthropic_error(str(error), "invalid_request_error"), 400)
-        stream = _AnthropicStream(call)
-        if call.stream:
-            events = self._events(stream, call, self._take_stream_error("anthropic"))
-            return _stream_response(events)
-        return JSONResponse(_anthropic_message(call, stream.message_id, text="".join(call.texts)))
-
-    async def _responses_endpoint(self, request: Request) -> Response:
-        self._count("responses_requests")
-        await request.body()  # as in _chat_completions_endpoint
-        refusal = self._refusal(_bearer(request))
-        if refusal is not None:
-            return self._unauthorized(
-                _openai_error(refusal, "invalid_request_error", "invalid_api_key")
-            )
-        try:
-            call = await self._read_call(request, inputs="input")
-        except _BadRequestError as error:
-            return JSONResponse(_openai_error(str(error), "invalid_request_error", None), 400)
-        if call.stream:
-            stream = ResponsesStream(call)
-            return _stream_response(
-                self._events(stream, call, self._take_stream_error("responses"))
-            )
-        return JSONResponse(_responses_response(call))
-
-    async def _gemini_endpoint(self, request: Request) -> Response:
-        await request.body()  # as in _chat_completions_endpoint
-        model, _, method = cast("str", request.path_params["call"]).partition(":")
-        if method not in {"generateContent", "streamGenerateContent"}:
-            return JSONResponse(gemini_error(404, f"unknown method {method!r}", "NOT_FOUND"), 404)
-        self._count("gemini_requests")
-        # An API key comes as x-goog-api-key; an OAuth access token as a bearer token.
-        refusal = self._refusal(request.headers.get("x-goog-api-key") or _bearer(request))
-        if refusal is not None:
-            return self._unauthorized(gemini_error(401, refusal, "UNAUTHENTICATED"))
-        try:
-            call = await self._read_call(request, inputs="contents")
-        except _BadRequestError as error:
-            return JSONResponse(gemini_error(400, str(error), "INVALID_ARGUMENT"), 400)
-        # Gemini names the model and the streaming in the URL, not in the body.
-        call = dataclasses.replace(call, model=model, stream=method == "streamGenerateContent")
-        if call.stream:
-            stream = GeminiStream(call)
-            return _stream_response(self._events(stream, call, self._take_stream_error("gemini")))
-        return JSONResponse(_gemini_response(call))
 
 
 async def _disconnected(request: Request) -> None:

@@ -22,6 +22,7 @@ import trio
 import trio.testing
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware.testing import UnauthorizedError as Unauthorized
 
 # How many cancellation points each scenario covered, for the figures page.
 COVERED: dict[str, int] = {}
@@ -35,12 +36,6 @@ START = {"type": "message_start", "usage": {"input_tokens": 3}}
 # A caller succeeded when it got the answer: for a stream that met the 401, after the metadata
 # its first attempt forwarded; for one opened after the refresh, without it.
 SUCCESSES = ("hello: ok", EXPECTED_ITEMS, [START, *EXPECTED_ITEMS])
-
-
-class Unauthorized(Exception):
-    """The provider's 401."""
-
-    status_code = 401
 
 
 @dataclasses.dataclass

@@ -20,15 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware.testing import UnauthorizedError
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 FIELDS = ("input_tokens", "output_tokens")
 
 
-class Unauthorized(Exception):
+class Unauthorized(UnauthorizedError):
     """A 401 raised by the provider, numbered by the script."""
-
-    status_code = 401
 
     def __init__(self, serial: int) -> None:
         super().__init__("HTTP 401 Unauthorized")

@@ -15,17 +15,12 @@ import trio
 import trio.testing
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware.testing import UnauthorizedError as Unauthorized
 
 THREADS = 64
 ROUNDS = 4
 STREAMS = 200
 TASKS_PER_LOOP = 32
-
-
-class Unauthorized(Exception):
-    """The provider's 401."""
-
-    status_code = 401
 
 
 @dataclasses.dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 
 import httpx
 import openai
@@ -11,7 +13,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from refresh_middleware.testing._server import LoopbackStats
+from refresh_middleware.testing._dialects import DIALECTS
+from refresh_middleware.testing._server import Api, LoopbackStats
 
 # The SDKs leave their inner SSE generators suspended (see test_loopback_server.py).
 pytestmark = pytest.mark.filterwarnings(
@@ -351,3 +354,17 @@ async def test_stats_count_responses_and_gemini_requests(loopback, responses, ge
         streams_completed=1,
     )
     assert expected == loopback.stats
+
+
+# The dialect registry
+
+
+def test_every_api_a_stream_error_can_name_has_a_dialect():
+    """The dialects registered are exactly the APIs inject_stream_error takes."""
+    assert set(typing.get_args(Api)) == {dialect.api for dialect in DIALECTS}
+
+
+def test_every_dialect_counts_its_requests_in_a_stats_field():
+    """Each dialect's request counter is a field of LoopbackStats."""
+    fields = {field.name for field in dataclasses.fields(LoopbackStats)}
+    assert [] == [dialect.counter for dialect in DIALECTS if dialect.counter not in fields]

@@ -1,69 +1,24 @@
-"""The loopback server's newer dialects: the OpenAI Responses API and the Gemini API.
+"""The OpenAI Responses API: ``POST /v1/responses``, bearer tokens only.
 
-Each dialect frames one deterministic reply (a `Reply`: model, chunk texts, token counts) the
-way its API does, as a JSON body and as the SSE events of a stream, including the in-stream
-error that says the credentials expired. Only the framing lives here; the server's endpoints
-check tokens, count requests and inject the errors. The framings follow what the SDKs parse
-(`openai`'s Responses stream helpers, `google-genai`'s SSE reader), since a loopback server that
-the real SDKs misread would test nothing.
+A reply is a ``response`` object; a stream is named SSE events numbered in sequence, which
+follow what ``openai``'s Responses stream helpers parse: a loopback server that the real SDK
+misread would test nothing. Its errors are OpenAI's.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = [
-    "GeminiStream",
-    "Reply",
-    "ResponsesStream",
-    "gemini_error",
-    "gemini_response",
-    "input_count",
-    "responses_response",
-    "sse_data",
-    "sse_event",
-]
+from ._record import Call, Dialect, sse_event
+from .openai_chat import error_body
+
+__all__ = ["DIALECT"]
 
 
-class Reply(Protocol):
-    """What a dialect needs to know about the reply it frames."""
-
-    @property
-    def model(self) -> str: ...
-    @property
-    def chunks(self) -> int: ...
-    @property
-    def input_tokens(self) -> int: ...
-    @property
-    def texts(self) -> list[str]: ...
-
-
-def sse_data(payload: object) -> str:
-    """One SSE event with a data line only, as OpenAI chat completions and Gemini send them."""
-    return f"data: {json.dumps(payload)}\n\n"
-
-
-def sse_event(payload: dict[str, Any]) -> str:
-    """One SSE event named after the payload's ``type``, as Anthropic and Responses send them."""
-    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n"
-
-
-def input_count(inputs: object) -> int:
-    """The number of input messages: a list counts its items, a bare string prompt is one."""
-    if isinstance(inputs, list):
-        return len(inputs)  # pyright: ignore[reportUnknownArgumentType]
-    return 1 if isinstance(inputs, str) else 0
-
-
-# --------------------------------------------------------------------------------------------------
-# OpenAI Responses API
-
-
-def _responses_usage(reply: Reply) -> dict[str, Any]:
+def _usage(reply: Call) -> dict[str, Any]:
     return {
         "input_tokens": reply.input_tokens,
         "input_tokens_details": {"cached_tokens": 0},
@@ -88,8 +43,8 @@ def _message(message_id: str, text: str | None) -> dict[str, Any]:
     }
 
 
-def responses_response(
-    reply: Reply,
+def _response(
+    reply: Call,
     *,
     response_id: str | None = None,
     message_id: str | None = None,
@@ -120,14 +75,14 @@ def responses_response(
         "tools": [],
         "top_p": 1.0,
         "truncation": "disabled",
-        "usage": _responses_usage(reply) if completed else None,
+        "usage": _usage(reply) if completed else None,
         "user": None,
         "metadata": {},
     }
 
 
 @dataclass(slots=True)
-class ResponsesStream:
+class _Stream:
     """Response stream events as the Responses API sends them, numbered in sequence.
 
     The stream opens with ``response.created`` and ``response.in_progress`` (metadata), announces
@@ -136,7 +91,7 @@ class ResponsesStream:
     no ``[DONE]`` here.
     """
 
-    reply: Reply
+    reply: Call
     response_id: str = field(default_factory=lambda: f"resp_{secrets.token_hex(12)}")
     message_id: str = field(default_factory=lambda: f"msg_{secrets.token_hex(12)}")
     created_at: int = field(default_factory=lambda: int(time.time()))
@@ -148,7 +103,7 @@ class ResponsesStream:
         return sse_event(payload)
 
     def _response(self, *, completed: bool) -> dict[str, Any]:
-        return responses_response(
+        return _response(
             self.reply,
             response_id=self.response_id,
             message_id=self.message_id,
@@ -197,80 +152,13 @@ class ResponsesStream:
         return self._event("error", code="invalid_api_key", message="token expired", param=None)
 
 
-# --------------------------------------------------------------------------------------------------
-# Gemini API
-
-
-def gemini_error(code: int, message: str, status: str) -> dict[str, Any]:
-    """A Google API error body, as ``google-genai`` reads it into ``errors.APIError``."""
-    return {"error": {"code": code, "message": message, "status": status}}
-
-
-def _gemini_usage(reply: Reply) -> dict[str, int]:
-    return {
-        "promptTokenCount": reply.input_tokens,
-        "candidatesTokenCount": reply.chunks,
-        "totalTokenCount": reply.input_tokens + reply.chunks,
-    }
-
-
-def _candidate(text: str, *, finished: bool) -> dict[str, Any]:
-    candidate: dict[str, Any] = {
-        "content": {"parts": [{"text": text}], "role": "model"},
-        "index": 0,
-    }
-    if finished:
-        candidate["finishReason"] = "STOP"
-    return candidate
-
-
-def gemini_response(reply: Reply, *, response_id: str | None = None) -> dict[str, Any]:
-    """A complete ``GenerateContentResponse``: the whole text, the finish reason, the usage."""
-    return {
-        "candidates": [_candidate("".join(reply.texts), finished=True)],
-        "usageMetadata": _gemini_usage(reply),
-        "modelVersion": reply.model,
-        "responseId": response_id or secrets.token_hex(12),
-    }
-
-
-@dataclass(slots=True)
-class GeminiStream:
-    """``streamGenerateContent?alt=sse`` chunks: one per text, then one that finishes.
-
-    Gemini sends no opening event: the first chunk already carries text. The last chunk carries
-    the finish reason and the usage with empty text, as the API often sends it.
-    """
-
-    reply: Reply
-    response_id: str = field(default_factory=lambda: secrets.token_hex(12))
-
-    def _chunk(self, text: str, *, finished: bool = False) -> str:
-        chunk: dict[str, Any] = {
-            "candidates": [_candidate(text, finished=finished)],
-            "modelVersion": self.reply.model,
-            "responseId": self.response_id,
-        }
-        if finished:
-            chunk["usageMetadata"] = _gemini_usage(self.reply)
-        return sse_data(chunk)
-
-    def head(self) -> list[str]:
-        """Nothing: a Gemini stream starts with text."""
-        return []
-
-    def content_head(self) -> list[str]:
-        """Nothing, as `head`."""
-        return []
-
-    def delta(self, text: str) -> str:
-        """One chunk with one text part."""
-        return self._chunk(text)
-
-    def tail(self) -> list[str]:
-        """The finishing chunk, with the usage."""
-        return [self._chunk("", finished=True)]
-
-    def auth_error(self) -> str:
-        """An error chunk; ``google-genai`` raises it as ``errors.ClientError`` (code 401)."""
-        return sse_data(gemini_error(401, "token expired", "UNAUTHENTICATED"))
+DIALECT = Dialect(
+    api="responses",
+    paths=("/v1/responses",),
+    counter="responses_requests",
+    inputs="input",
+    key_header=None,
+    error=error_body,
+    reply=_response,
+    stream=_Stream,
+)
