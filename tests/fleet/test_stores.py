@@ -9,6 +9,7 @@ import stat
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Self
 
 import coredis
@@ -439,6 +440,12 @@ def test_the_table_statement_quotes_a_schema_qualified_name():
     """table_statement() names the table as given, quoted, for those who create it themselves."""
     statement = PostgresStore("host=db.internal", table='auth.Odd"Name').table_statement()
     assert statement.startswith('CREATE TABLE IF NOT EXISTS "auth"."Odd""Name" (\n')
+
+
+def test_the_documented_table_statement_is_the_one_the_store_runs():
+    """The choose-a-store page shows, for those who create the table, the store's own statement."""
+    page = Path(__file__).parents[2] / "docs" / "howto" / "choose-a-store.md"
+    assert f"```sql\n{PostgresStore('host=db.internal').table_statement()}\n```" in page.read_text()
 
 
 # --------------------------------------------------------------------------------------------------
