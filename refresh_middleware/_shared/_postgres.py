@@ -185,6 +185,7 @@ class PostgresStore:
         """The statement that creates the table, for those who create it themselves.
 
         Example:
+            >>> from refresh_middleware.shared import PostgresStore
             >>> print(PostgresStore("host=db.internal", table="auth.tokens").table_statement())
             CREATE TABLE IF NOT EXISTS "auth"."tokens" (
                 key text PRIMARY KEY,
