@@ -130,6 +130,7 @@ class PostgresStore:
 
     Raises:
         ImportError: psycopg 3 is not installed (the ``postgres`` extra).
+        TypeError: `dsn` is not a string.
         ValueError: `dsn` is not a connection string, `table` is not a table name, or
             `lease` or `timeout` is not a positive number of seconds.
 
