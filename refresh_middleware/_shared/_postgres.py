@@ -135,7 +135,7 @@ class PostgresStore:
             `lease` or `timeout` is not a positive number of seconds.
 
     The lock is an advisory lock of the transaction, never of the session: a pooler in
-    transaction mode (PgBouncer) between the fleet and the server is fine.
+    transaction mode (PgBouncer) between the fleet and the server cannot hand a held lock on.
 
     """
 
