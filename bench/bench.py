@@ -9,8 +9,8 @@ Sections (`--only` picks some):
   exactly one refresh) (`herd`);
 - ``side``: nanoseconds per call and per item, side by side with tenacity and stamina, as
   information (`side_by_side`);
-- ``fleet``: what a fleet refresh (`refresh_middleware.shared`) adds, on a file store and on a
-  loopback redis-server, as information (`fleet`).
+- ``fleet``: what a fleet refresh (`refresh_middleware.shared`) adds, on a file store, a
+  loopback redis-server and a loopback PostgreSQL, as information (`fleet`).
 
 ``python bench/bench.py`` is the full run (minutes); ``--smoke`` runs every section tiny, in
 seconds, so CI keeps the script from rotting: its figures mean nothing. Only the public API is

@@ -1,4 +1,5 @@
-"""What a fleet refresh adds: `SharedCredential.renew` on a file store and on loopback Redis.
+"""What a fleet refresh adds: `SharedCredential.renew` on a file store, loopback Redis and
+loopback PostgreSQL.
 
 A renewal that fetches reads the record, takes the lock, reads again, calls `fetch`, writes
 with a compare-and-set and releases the lock; one that finds a newer record stored by another
@@ -9,6 +10,7 @@ that meet no 401 never reach the store, so they are not measured here: they cost
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
@@ -19,12 +21,14 @@ from typing import Any
 import trio
 from measure import Config, Table, us
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples`, for redis-server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples`, for the servers
 
+from examples.postgres_server import binaries, postgres_server
 from examples.redis_server import redis_server
 from refresh_middleware.shared import (
     Credential,
     FileStore,
+    PostgresStore,
     RedisStore,
     SharedCredential,
 )
@@ -65,18 +69,26 @@ def per_renewal(store: Any, renewals: int) -> Callable[[], tuple[float, float, f
 
 
 def run(config: Config) -> list[Table]:
-    """The file store and a loopback redis-server, best of `fleet_rounds` rounds."""
+    """The file store, a loopback redis-server and PostgreSQL, best of `fleet_rounds` rounds."""
     table = Table(
         f"A fleet refresh: SharedCredential.renew against an in-memory fetch "
         f"({config.fleet_renewals} renewals a round, best of {config.fleet_rounds})",
         ("Store", "fetch alone", "renewal that fetches", "renewal that adopts"),
     )
     print(f"\n== {table.title}", flush=True)
-    with tempfile.TemporaryDirectory() as folder, redis_server() as redis:
+    with contextlib.ExitStack() as servers:
+        folder = servers.enter_context(tempfile.TemporaryDirectory())
+        redis = servers.enter_context(redis_server())
         stores = {
             "FileStore (a temporary directory, fsync)": FileStore(Path(folder, "credentials")),
             "RedisStore (loopback, a connection each)": RedisStore(redis.url),
         }
+        if binaries() is None:
+            table.notes.append("PostgreSQL is not installed: no PostgresStore row.")
+        else:
+            postgres = servers.enter_context(postgres_server())
+            name = "PostgresStore (loopback, a connection or two each)"
+            stores[name] = PostgresStore(postgres.dsn)
         for name, store in stores.items():
             best = (float("inf"),) * 3
             for _ in range(config.fleet_rounds):
@@ -85,7 +97,9 @@ def run(config: Config) -> list[Table]:
             table.add(name, us(best[0]), us(best[1]), us(best[2]))
     table.notes.append(
         "A renewal that fetches: read, lock, read, fetch, compare-and-set, unlock. One that "
-        "adopts: a read. A real refresh grant adds its own round trip to the identity "
-        "provider (tens of milliseconds); calls that meet no 401 never reach the store."
+        "adopts: a read. PostgresStore opens a connection to read and write and another for "
+        "the lock (its transaction), and runs each statement in a worker thread. A real "
+        "refresh grant adds its own round trip to the identity provider (tens of "
+        "milliseconds); calls that meet no 401 never reach the store."
     )
     return [table]

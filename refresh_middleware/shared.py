@@ -3,8 +3,8 @@
 Many processes (web workers, task queues, pods on many nodes) often share one OAuth
 credential, and identity providers that rotate refresh tokens revoke the whole family when one
 is used twice. A `SharedCredential` keeps the credential in a `Store` (`FileStore` on one
-machine, `RedisStore` across hosts) and makes the fleet refresh it once per expiry: the first
-process takes the store's lock and fetches, the others adopt what it wrote.
+machine, `RedisStore` or `PostgresStore` across hosts) and makes the fleet refresh it once per
+expiry: the first process takes the store's lock and fetches, the others adopt what it wrote.
 """
 
 from ._shared._credential import Fetch as Fetch
@@ -16,6 +16,7 @@ from ._shared._errors import ReauthenticationRequiredError as ReauthenticationRe
 from ._shared._errors import SharedCredentialError as SharedCredentialError
 from ._shared._errors import StoreUnavailableError as StoreUnavailableError
 from ._shared._file import FileStore as FileStore
+from ._shared._postgres import PostgresStore as PostgresStore
 from ._shared._records import Codec as Codec
 from ._shared._records import Credential as Credential
 from ._shared._records import Record as Record
@@ -34,6 +35,7 @@ __all__ = [
     "FileStore",
     "Lease",
     "LockTimeoutError",
+    "PostgresStore",
     "ReauthenticationRequiredError",
     "Record",
     "RedisStore",

@@ -1,7 +1,9 @@
-"""Fixtures for the fleet tests: real stores (a directory, a redis-server), the loopback server.
+"""Fixtures for the fleet tests: real stores (a directory, a redis-server, a PostgreSQL), the
+loopback server.
 
-Every redis-server is started by a fixture on a free 127.0.0.1 port in a temporary directory
-and stopped after; CI installs Debian's redis-server (.ci/run).
+Every redis-server and PostgreSQL server is started by a fixture on a free 127.0.0.1 port in a
+temporary directory and stopped after; CI installs Debian's redis-server and postgresql
+(.ci/run). Without PostgreSQL's binaries, its tests are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_middleware.shared import FileStore, RedisStore
+from refresh_middleware.shared import FileStore, PostgresStore, RedisStore
 from refresh_middleware.testing._server import open_loopback_server
 
 # `examples` holds the redis-server launcher and the client side the demo uses.
@@ -21,9 +23,11 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from examples.postgres_server import binaries, postgres_server  # noqa: E402
 from examples.redis_server import redis_server  # noqa: E402
 
 _prefixes = itertools.count()
+_tables = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +44,42 @@ def own_redis():
         yield server
 
 
-@pytest.fixture(params=["file", "redis"])
+def _needs_postgres() -> None:
+    if binaries() is None:
+        pytest.skip("PostgreSQL's server binaries (initdb, postgres) are not installed")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A PostgreSQL shared by the tests that do not stop it; each test uses its own table."""
+    _needs_postgres()
+    with postgres_server() as server:
+        yield server.dsn
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL for one test, which may kill it."""
+    _needs_postgres()
+    with postgres_server() as server:
+        yield server
+
+
+def fresh_table() -> str:
+    """A table name no other test uses."""
+    return f"test_{next(_tables)}"
+
+
+@pytest.fixture(params=["file", "redis", "postgres"])
 def make_store(request, tmp_path):
-    """Makes stores of each kind on one place: a directory, or a Redis with a fresh prefix."""
+    """Makes stores of each kind on one place: a directory, a Redis with a fresh prefix, or a
+    PostgreSQL with a fresh table."""
     if request.param == "file":
         return lambda **_: FileStore(tmp_path / "credentials")
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        table = fresh_table()
+        return lambda **options: PostgresStore(dsn, table=table, **options)
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{next(_prefixes)}:"
     return lambda **options: RedisStore(url, prefix=prefix, **options)

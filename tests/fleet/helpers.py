@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from refresh_middleware._shared._records import encode
-from refresh_middleware.shared import Credential, FileStore, RedisStore
+from refresh_middleware.shared import Credential, FileStore, PostgresStore, RedisStore
 
 _tokens = itertools.count(1)
 
@@ -103,17 +103,50 @@ async def plant(store: Any, key: str, data: bytes | Credential, generation: int 
         async with store.open(key) as session:
             session.record_path.write_bytes(b"%d\n%b" % (generation, raw))
         return
+    if isinstance(store, PostgresStore):
+        async with store.open(key) as session:
+            await sql(
+                session,
+                "INSERT INTO {table} (key, generation, data) VALUES (%s, %s, %s) ON CONFLICT "
+                "(key) DO UPDATE SET generation = excluded.generation, data = excluded.data",
+                key,
+                generation,
+                raw,
+            )
+        return
     assert isinstance(store, RedisStore)
     async with store.open(key) as session:
         await session.client.hset(session.record_key, {"generation": str(generation), "data": raw})
 
 
+async def sql(session: Any, template: str, *values: object) -> Any:
+    """Run a statement on a PostgresStore session's table (made first if need be): its rows."""
+
+    def run(connection: Any) -> Any:
+        cursor = session._execute(connection, template, values)
+        return cursor.fetchall() if cursor.description else cursor.rowcount
+
+    return await session._run(session.records, "run a test's statement", run)
+
+
 async def plant_raw(store: Any, key: str, contents: bytes) -> None:
-    """Put bytes where the record goes: a record file's contents, or a Redis string."""
+    """Put bytes where the record goes: a record file's contents, a Redis string, or a row
+    whose generation is 0 (in a table whose check was dropped, as a hand-made table may)."""
     if isinstance(store, FileStore):
         store.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         async with store.open(key) as session:
             session.record_path.write_bytes(contents)
+        return
+    if isinstance(store, PostgresStore):
+        async with store.open(key) as session:
+            check = f"{store.table}_generation_check"  # PostgreSQL's name for the CHECK
+            await sql(session, f'ALTER TABLE {{table}} DROP CONSTRAINT "{check}"')
+            await sql(
+                session,
+                "INSERT INTO {table} (key, generation, data) VALUES (%s, 0, %s)",
+                key,
+                contents,
+            )
         return
     async with store.open(key) as session:
         await session.client.set(session.record_key, contents)
@@ -124,6 +157,10 @@ async def delete(store: Any, key: str) -> None:
     if isinstance(store, FileStore):
         async with store.open(key) as session:
             session.record_path.unlink()
+        return
+    if isinstance(store, PostgresStore):
+        async with store.open(key) as session:
+            await sql(session, "DELETE FROM {table} WHERE key = %s", key)
         return
     async with store.open(key) as session:
         await session.client.delete([session.record_key])

@@ -149,14 +149,21 @@ def test_a_sync_provider_renews_through_the_sync_form(store, tmp_path):
 
 @pytest.mark.usefixtures("collect_garbage")
 @pytest.mark.filterwarnings(LEAK)
-async def test_a_killed_redis_fails_the_call_closed(own_redis, loopback):
-    """Redis killed: the 401 surfaces promptly with StoreUnavailableError; nobody refreshes."""
-    from refresh_middleware.shared import RedisStore
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+async def test_a_killed_store_server_fails_the_call_closed(kind, request, loopback):
+    """The store's server killed: the 401 surfaces promptly with StoreUnavailableError; nobody
+    refreshes."""
+    from refresh_middleware.shared import PostgresStore, RedisStore
 
-    store = RedisStore(own_redis.url, timeout=1.0)
+    if kind == "redis":
+        server = request.getfixturevalue("own_redis")
+        store = RedisStore(server.url, timeout=1.0)
+    else:
+        server = request.getfixturevalue("own_postgres")
+        store = PostgresStore(server.dsn, timeout=1.0)
     async with httpx.AsyncClient() as http:
         provider = await fleet_provider(credential_on(store, loopback), http, loopback.base_url)
-        own_redis.kill()
+        server.kill()
         loopback.expire_all()
         started = time.monotonic()
         with pytest.raises(httpx.HTTPStatusError) as caught:

@@ -1,4 +1,5 @@
-"""What each store does on its own: files, modes and locks; Redis leases, outages, clients."""
+"""What each store does on its own: files, modes and locks; Redis leases, outages, clients;
+PostgreSQL's table, advisory locks and their lease, outages, passwords."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import stat
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Self
 
 import coredis
 import pytest
 import trio
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from refresh_middleware.shared import (
     CorruptRecordError,
@@ -20,13 +23,15 @@ from refresh_middleware.shared import (
     FetchTimeoutError,
     FileStore,
     Lease,
+    PostgresStore,
     Record,
     RedisStore,
     SharedCredential,
     StoreUnavailableError,
 )
 
-from .helpers import Fetcher, held, plant
+from .conftest import fresh_table
+from .helpers import Fetcher, held, plant, sql
 
 KEY = "provider/account-1"
 
@@ -360,3 +365,337 @@ async def test_a_file_write_that_lost_the_race_writes_nothing(tmp_path):
             await session.write(lease, 0, Record(1, b"second")),
             (await session.read()).generation,
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgresStore, as it is made
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "postgresql://app:hunter2@db.internal:5433/fleet",
+            "user=app dbname=fleet host=db.internal port=5433",
+        ),
+        (
+            "host=db.internal port=5433 dbname=fleet user=app password=hunter2",
+            "user=app dbname=fleet host=db.internal port=5433",
+        ),
+    ],
+)
+def test_a_postgres_store_never_shows_a_password(dsn, shown):
+    """repr shows where the database is, URL or key=value pairs alike, without the password."""
+    assert f"PostgresStore({shown!r}, table='refresh_middleware_credentials')" == repr(
+        PostgresStore(dsn)
+    )
+
+
+def test_a_dsn_that_does_not_parse_is_refused_without_echoing_it():
+    """A connection string libpq cannot parse is a ValueError that does not repeat it."""
+    with pytest.raises(ValueError, match="not a PostgreSQL connection string") as caught:
+        PostgresStore("host=db.internal password=hunter2 stray")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_dsn_must_be_a_string():
+    """A DSN of another type is a TypeError naming the type."""
+    with pytest.raises(TypeError, match="got bytes"):
+        PostgresStore(b"host=db.internal")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("options", [{"lease": 0}, {"lease": float("nan")}, {"timeout": True}])
+def test_a_postgres_store_checks_its_seconds(options):
+    """lease and timeout must be positive and finite."""
+    with pytest.raises(ValueError, match="positive, finite number of seconds"):
+        PostgresStore("host=db.internal", **options)
+
+
+@pytest.mark.parametrize("table", ["", "a.b.c", "auth.", 42])
+def test_a_postgres_store_checks_its_table_name(table):
+    """table is a name, optionally schema-qualified with one dot."""
+    with pytest.raises(ValueError, match="table must be a table name"):
+        PostgresStore("host=db.internal", table=table)
+
+
+def test_a_postgres_store_without_psycopg_says_which_extra_to_install(monkeypatch):
+    """Without psycopg, making a PostgresStore names the `postgres` extra."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ImportError, match=r"refresh-middleware\[postgres\]"):
+        PostgresStore("host=db.internal")
+
+
+def test_the_connection_keeps_what_the_dsn_says():
+    """Settings the DSN gives are kept; the store adds only the ones it does not give."""
+    store = PostgresStore("host=db.internal connect_timeout=30 application_name=billing")
+    settings = conninfo_to_dict(store._conninfo)
+    assert ("30", "billing", "3000") == (
+        settings["connect_timeout"],
+        settings["application_name"],
+        settings["tcp_user_timeout"],
+    )
+
+
+def test_the_table_statement_quotes_a_schema_qualified_name():
+    """table_statement() names the table as given, quoted, for those who create it themselves."""
+    statement = PostgresStore("host=db.internal", table='auth.Odd"Name').table_statement()
+    assert statement.startswith('CREATE TABLE IF NOT EXISTS "auth"."Odd""Name" (\n')
+
+
+def test_the_documented_table_statement_is_the_one_the_store_runs():
+    """The choose-a-store page shows, for those who create the table, the store's own statement."""
+    page = Path(__file__).parents[2] / "docs" / "howto" / "choose-a-store.md"
+    assert f"```sql\n{PostgresStore('host=db.internal').table_statement()}\n```" in page.read_text()
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgresStore, against a real PostgreSQL
+
+
+async def test_a_postgres_that_is_not_there_fails_closed_at_once():
+    """Nothing listening: StoreUnavailableError within the timeout, and no fetch."""
+    fetch = Fetcher()
+    store = PostgresStore("postgresql://app:hunter2@127.0.0.1:9/fleet", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="cannot read the record") as caught:
+        await SharedCredential(store, key=KEY, fetch=fetch).current()
+    assert (0, True, False) == (
+        fetch.calls,
+        time.monotonic() - started < 3,
+        "hunter2" in str(caught.value),
+    )
+
+
+async def test_a_wrong_password_fails_closed_without_showing_it(postgres_dsn):
+    """A password the server refuses: StoreUnavailableError, the password nowhere in it."""
+    wrong = make_conninfo(postgres_dsn, password="hunter2")  # noqa: S106 - refused on purpose
+    store = PostgresStore(wrong, table=fresh_table())
+    with pytest.raises(StoreUnavailableError, match="password authentication failed") as caught:
+        await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+    assert "hunter2" not in str(caught.value) + repr(caught.value.__cause__)
+
+
+async def test_the_table_is_made_on_first_use_with_the_documented_statement(postgres_dsn):
+    """The first use creates the table: its columns are those of table_statement()."""
+    store = PostgresStore(postgres_dsn, table=fresh_table())
+    await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+    async with store.open(KEY) as session:
+        columns = await sql(
+            session,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = %s ORDER BY ordinal_position",
+            store.table,
+        )
+    assert [
+        ("key", "text"),
+        ("generation", "bigint"),
+        ("data", "bytea"),
+        ("updated_at", "timestamp with time zone"),
+    ] == columns
+
+
+async def test_a_table_made_by_another_process_at_the_same_moment_is_used(postgres_dsn):
+    """Two processes creating the table at once: the loser of the race goes on, no error."""
+    store = PostgresStore(postgres_dsn, table=fresh_table())
+    async with store.open(KEY) as other, store.open(KEY) as session:
+        # The other 'process' is creating the table, in a transaction not committed yet.
+        await other.lock(0)
+        await other._run(other.locking, "create", lambda c: c.execute(store.table_statement()))
+        read: list[object] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _append(read, session.read()))
+            await _waits_on_a_lock(other)  # this one's creation waits for the other's
+            await other._run(other.locking, "commit", lambda c: c.execute("COMMIT"))
+    assert [None] == read
+
+
+async def _append(into: list[object], awaitable) -> None:
+    into.append(await awaitable)
+
+
+def _lease_of(session) -> Lease:
+    return Lease(session.key, session.held)
+
+
+async def _waits_on_a_lock(session) -> None:
+    """Return once some backend waits on a lock (the creation stuck behind the other one)."""
+    for _ in range(500):
+        rows = await sql(
+            session, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        )
+        if rows[0][0]:
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("nobody waited")
+
+
+async def test_a_table_made_by_hand_is_used_by_a_role_that_cannot_create_tables(postgres_dsn):
+    """A role with SELECT, INSERT and UPDATE on a table made beforehand needs no CREATE."""
+    admin = PostgresStore(postgres_dsn, table=fresh_table())
+    role = f"app_{admin.table}"
+    async with admin.open(KEY) as session:
+        await sql(session, admin.table_statement())
+        await sql(session, f"CREATE ROLE {role} LOGIN PASSWORD 'app-secret'")
+        await sql(session, f"GRANT SELECT, INSERT, UPDATE ON {{table}} TO {role}")
+    dsn = make_conninfo(postgres_dsn, user=role, password="app-secret")  # noqa: S106 - a test role
+    store = PostgresStore(dsn, table=admin.table)
+    shared = SharedCredential(store, key=KEY, fetch=Fetcher())
+    assert 2 == (await shared.renew(await shared.current())).generation
+
+
+async def test_a_role_that_cannot_create_the_missing_table_fails_closed(postgres_dsn):
+    """No table, and no right to create one: StoreUnavailableError naming the refusal."""
+    admin = PostgresStore(postgres_dsn, table=fresh_table())
+    role = f"nobody_{admin.table}"
+    async with admin.open(KEY) as session:
+        await sql(session, f"CREATE ROLE {role} LOGIN PASSWORD 'app-secret'")
+    dsn = make_conninfo(postgres_dsn, user=role, password="app-secret")  # noqa: S106 - a test role
+    store = PostgresStore(dsn, table=admin.table)
+    with pytest.raises(StoreUnavailableError, match="InsufficientPrivilege"):
+        await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+
+
+async def test_a_postgres_session_writes_only_under_its_lock(postgres_dsn):
+    """Writing without holding the lock is a programming error, said at once."""
+    async with PostgresStore(postgres_dsn, table=fresh_table()).open(KEY) as session:
+        with pytest.raises(RuntimeError, match="only under the lock"):
+            await session.write(Lease(KEY, "not held"), 0, Record(1, b"x"))
+
+
+async def test_a_postgres_session_releases_a_lock_left_held(postgres_dsn):
+    """Leaving a session closes its lock's connection, which releases the lock."""
+    store = PostgresStore(postgres_dsn, table=fresh_table())
+    async with store.open(KEY) as session:
+        await session.lock(0)
+    async with store.open(KEY) as session:
+        assert None is not await session.lock(0)
+
+
+async def test_a_postgres_session_used_after_its_block_connects_no_more(postgres_dsn):
+    """A session's connections are gone with its block: using it later fails closed."""
+    async with PostgresStore(postgres_dsn, table=fresh_table()).open(KEY) as session:
+        pass
+    with pytest.raises(StoreUnavailableError, match="the session has ended"):
+        await session.read()
+
+
+async def test_a_postgres_lock_released_twice_is_released_once(postgres_dsn):
+    """A lease released twice is released once; another session then takes the lock."""
+    store = PostgresStore(postgres_dsn, table=fresh_table())
+    async with store.open(KEY) as session, store.open(KEY) as other:
+        lease = await session.lock(0)
+        await session.unlock(lease)
+        await session.unlock(lease)
+        assert None is not await other.lock(0)
+
+
+async def test_a_postgres_write_that_lost_the_race_writes_nothing(postgres_dsn):
+    """A compare-and-set on a generation that is not the stored one writes nothing."""
+    async with PostgresStore(postgres_dsn, table=fresh_table()).open(KEY) as session:
+        lease = await session.lock(0)
+        assert (True, False, True, False, 2) == (
+            await session.write(lease, 0, Record(1, b"first")),
+            await session.write(lease, 0, Record(1, b"second")),
+            await session.write(lease, 1, Record(2, b"third")),
+            await session.write(lease, 1, Record(2, b"fourth")),
+            (await session.read()).generation,
+        )
+
+
+async def test_a_silent_postgres_holder_loses_its_lock_after_the_lease(postgres_dsn):
+    """A holder that says nothing for a lease (hung, cut off): the server ends its lock."""
+    store = PostgresStore(postgres_dsn, table=fresh_table(), lease=0.3)
+    async with store.open(KEY) as holder, store.open(KEY) as other:
+        await holder.lock(0)
+        await trio.sleep(0.6)
+        assert None is not await other.lock(0)
+
+
+async def test_the_postgres_lease_is_renewed_while_a_fetch_runs(postgres_dsn):
+    """While the holder keeps its lease, it outlives several leases."""
+    store = PostgresStore(postgres_dsn, table=fresh_table(), lease=0.3)
+    async with store.open(KEY) as holder, store.open(KEY) as other:
+        lease = await holder.lock(0)
+        async with holder.keep(lease):
+            await trio.sleep(0.8)
+        assert None is await other.lock(0)
+
+
+async def test_a_postgres_lease_lost_while_fetching_keeps_the_fetched_record(postgres_dsn, caplog):
+    """The lock's connection is cut while fetching: warned; the fetched record is stored."""
+    store = PostgresStore(postgres_dsn, table=fresh_table(), lease=0.6)
+
+    async def loses_its_lock(current: Credential | None) -> Credential:
+        async with store.open("admin") as admin:
+            await sql(
+                admin,
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'",
+            )
+        await trio.sleep(0.3)  # past a third of the lease: a renewal was tried
+        return Credential("kept", "r")
+
+    shared = SharedCredential(store, key=KEY, fetch=loses_its_lock, fetch_timeout=0.5)
+    with caplog.at_level(logging.WARNING, "refresh_middleware"):
+        got = await shared.current()
+    assert ("kept", True, True) == (
+        got.access_token,
+        "ran out while fetching" in caplog.text,
+        "could not release the lock" in caplog.text,
+    )
+
+
+async def test_a_statement_that_gets_no_answer_in_time_is_a_store_unavailable(postgres_dsn):
+    """A write stuck behind a row lock past the timeout fails closed, naming the wait."""
+    store = PostgresStore(postgres_dsn, table=fresh_table(), timeout=0.3)
+    async with store.open(KEY) as session, store.open(KEY) as other:
+        lease = await session.lock(0)
+        await session.write(lease, 0, Record(1, b"first"))
+        await other.lock(0)  # a transaction, in which the row is locked
+        await other._run(
+            other.locking,
+            "lock the row",
+            lambda c: c.execute(store.statement("SELECT 1 FROM {table} FOR UPDATE")),
+        )
+        with pytest.raises(StoreUnavailableError, match=r"no answer within 0\.3 s"):
+            await session.write(lease, 1, Record(2, b"second"))
+        await other.unlock(_lease_of(other))
+
+
+@pytest.mark.usefixtures("collect_garbage")
+async def test_a_postgres_killed_during_a_fetch_fails_closed(own_postgres, caplog):
+    """PostgreSQL dies while a holder fetches: renewing the lease, writing and releasing fail;
+    the renewal raises StoreUnavailableError."""
+    store = PostgresStore(own_postgres.dsn, lease=0.6, timeout=1.0)
+
+    async def fetch(current: Credential | None) -> Credential:
+        own_postgres.kill()
+        await trio.sleep(0.3)  # past a third of the lease: a renewal was tried
+        return Credential("lost", "r")
+
+    with (
+        caplog.at_level(logging.WARNING, "refresh_middleware"),
+        pytest.raises(StoreUnavailableError, match="cannot write the record"),
+    ):
+        await SharedCredential(store, key=KEY, fetch=fetch, fetch_timeout=0.5).current()
+    assert ("ran out while fetching", "could not release the lock") == tuple(
+        text
+        for text in ("ran out while fetching", "could not release the lock")
+        if text in caplog.text
+    )
+
+
+def test_a_postgres_lock_is_waited_for_under_asyncio(postgres_dsn):
+    """Under asyncio, a busy PostgreSQL lock is polled without blocking the loop."""
+    store = PostgresStore(postgres_dsn, table=fresh_table())
+
+    async def main() -> int:
+        shared = SharedCredential(store, key=KEY, fetch=Fetcher())
+        stale = await shared.current()
+        async with store.open(KEY) as other:
+            lease = await other.lock(0)
+            task = asyncio.ensure_future(shared.renew(stale))
+            await asyncio.sleep(0.1)
+            await other.unlock(lease)
+            return (await task).generation
+
+    assert 2 == asyncio.run(main())

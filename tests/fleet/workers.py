@@ -19,7 +19,14 @@ import httpx
 import trio
 
 from examples.fleet import TokenEndpoint, fleet_provider
-from refresh_middleware.shared import Credential, FileStore, RedisStore, SharedCredential
+from refresh_middleware.shared import (
+    Credential,
+    FileStore,
+    PostgresStore,
+    RedisStore,
+    SharedCredential,
+    Store,
+)
 
 KEY = "loopback/fleet-account"
 BARRIER_SECONDS = 120.0
@@ -29,8 +36,8 @@ BARRIER_SECONDS = 120.0
 class Plan:
     """What one worker process does."""
 
-    store: str  # "file" or "redis"
-    where: str  # a directory, or a Redis URL
+    store: str  # "file", "redis" or "postgres"
+    where: str  # a directory, a Redis URL, or a PostgreSQL DSN
     token_url: str
     base_url: str
     code: str
@@ -38,7 +45,7 @@ class Plan:
     tasks: int
     rounds: int
     pid_file: str  # each fetch of a refresh appends its process id here first
-    prefix: str = "fleet:"
+    prefix: str = "fleet:"  # Redis's prefix; PostgreSQL's table
     lease: float = 15.0
 
 
@@ -62,11 +69,13 @@ def run(plan: Plan, barrier: Any, results: Any) -> None:
 
 
 async def _main(plan: Plan, barrier: Any, results: Any) -> None:
-    store = (
-        FileStore(plan.where)
-        if plan.store == "file"
-        else RedisStore(plan.where, prefix=plan.prefix, lease=plan.lease)
-    )
+    store: Store
+    if plan.store == "file":
+        store = FileStore(plan.where)
+    elif plan.store == "postgres":
+        store = PostgresStore(plan.where, table=plan.prefix, lease=plan.lease)
+    else:
+        store = RedisStore(plan.where, prefix=plan.prefix, lease=plan.lease)
     endpoint = TokenEndpoint(plan.token_url, plan.code)
 
     async def fetch(current: Credential | None) -> Credential:
