@@ -16,6 +16,7 @@ from ._shared._errors import ReauthenticationRequiredError as ReauthenticationRe
 from ._shared._errors import SharedCredentialError as SharedCredentialError
 from ._shared._errors import StoreUnavailableError as StoreUnavailableError
 from ._shared._file import FileStore as FileStore
+from ._shared._memory import MemoryStore as MemoryStore
 from ._shared._records import Codec as Codec
 from ._shared._records import Credential as Credential
 from ._shared._records import Record as Record
@@ -34,6 +35,7 @@ __all__ = [
     "FileStore",
     "Lease",
     "LockTimeoutError",
+    "MemoryStore",
     "ReauthenticationRequiredError",
     "Record",
     "RedisStore",

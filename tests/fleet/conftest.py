@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_middleware.shared import FileStore, RedisStore
+from refresh_middleware.shared import FileStore, MemoryStore, RedisStore
 from refresh_middleware.testing._server import open_loopback_server
 
 # `examples` holds the redis-server launcher and the client side the demo uses.
@@ -40,9 +40,12 @@ def own_redis():
         yield server
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis"])
 def make_store(request, tmp_path):
-    """Makes stores of each kind on one place: a directory, or a Redis with a fresh prefix."""
+    """Makes stores of each kind on one place: memory, a directory, a Redis with a fresh prefix."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        return lambda **_: memory
     if request.param == "file":
         return lambda **_: FileStore(tmp_path / "credentials")
     url = request.getfixturevalue("redis_url")
