@@ -374,6 +374,56 @@ class SharedCredential:
         msg = f"fetch did not return within {self.timeouts.fetch:g} s"
         return FetchTimeoutError(msg, store=repr(self.store), key=self.key)
 
+    # -- the first credential, and the doors (thin faces over current and renew) ---------------
+
+    async def seed(self, credential: Credential, *, replace: bool = False) -> Credential:
+        """Store the first credential of the key: the tokens of a person's sign-in.
+
+        Without `replace`, a key that holds a record already keeps it (it may carry a refresh
+        token rotated since, which overwriting would lose), and that record is returned. With
+        `replace=True` (after a re-authentication) the record is overwritten. Either way it
+        happens under the store's lock, as generation + 1.
+
+        Raises:
+            TypeError: `credential` is not a `Credential`.
+            StoreUnavailableError: The store cannot be reached.
+            LockTimeoutError: The lock was not obtained within `lock_timeout`.
+            CorruptRecordError: The stored record cannot be read (delete it to start over).
+
+        """
+        if not _is_credential(credential):
+            msg = f"seed takes a Credential, got {type(credential).__name__}"
+            raise TypeError(msg)
+        while True:
+            mine = _Mine()
+            run = functools.partial(self._seed, credential, mine, replace=replace)
+            outcome = await self._flight.refresh_async(self._flight.current.generation, run)
+            if outcome.error is not None:
+                raise outcome.error
+            if mine.ran:  # not a record another caller's refresh handed over meanwhile
+                return cast("Credential", outcome.value)
+
+    def seed_sync(self, credential: Credential, *, replace: bool = False) -> Credential:
+        """`seed` for synchronous code: waits in this thread only."""
+        return _blocking(functools.partial(self.seed, credential, replace=replace))
+
+    async def _seed(self, credential: Credential, mine: _Mine, *, replace: bool) -> Credential:
+        mine.ran = True
+        async with self.store.open(self.key) as session:
+            lease = await session.lock(self.timeouts.lock)
+            if lease is None:
+                msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
+                raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+            try:
+                stored = await self._read(session)
+                if stored is not None and not replace:
+                    return stored
+                written = await self._write(session, lease, stored, stored, credential)
+            finally:
+                await session.unlock(lease)
+        logger.info("refresh_middleware: %r seeded generation %d", self, written.generation)
+        return written
+
 
 @dataclasses.dataclass(slots=True)
 class _Mine:
