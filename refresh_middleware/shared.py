@@ -17,6 +17,8 @@ from ._shared._errors import SharedCredentialError as SharedCredentialError
 from ._shared._errors import StoreUnavailableError as StoreUnavailableError
 from ._shared._file import FileStore as FileStore
 from ._shared._memory import MemoryStore as MemoryStore
+from ._shared._oauth import OAuth2RefreshGrant as OAuth2RefreshGrant
+from ._shared._oauth import TokenEndpointError as TokenEndpointError
 from ._shared._records import Codec as Codec
 from ._shared._records import Credential as Credential
 from ._shared._records import Record as Record
@@ -36,6 +38,7 @@ __all__ = [
     "Lease",
     "LockTimeoutError",
     "MemoryStore",
+    "OAuth2RefreshGrant",
     "ReauthenticationRequiredError",
     "Record",
     "RedisStore",
@@ -44,5 +47,6 @@ __all__ = [
     "Store",
     "StoreSession",
     "StoreUnavailableError",
+    "TokenEndpointError",
     "is_invalid_grant",
 ]

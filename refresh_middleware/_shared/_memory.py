@@ -43,6 +43,57 @@ class _WaitedEnough(Exception):  # noqa: N818 - not an error: the bound of a wai
     """The lock wait's bound ran out (a private signal of `bounded`)."""
 
 
+class _Shelf:
+    """The records and locks of a `MemoryStore`, behind a guard held for nanoseconds."""
+
+    __slots__ = ("guard", "locks", "pid", "records")
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.records: dict[str, Record] = {}
+        self.locks: dict[str, _Held] = {}
+        self.pid = os.getpid()
+
+    def after_fork(self) -> None:
+        # A child keeps the records it inherited, but a lock another thread of the parent held
+        # would never be released there.
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.guard = threading.Lock()
+            self.locks = {}
+
+    def read(self, key: str) -> Record | None:
+        self.after_fork()
+        with self.guard:
+            return self.records.get(key)
+
+    def try_lock(self, key: str, token: str) -> Signal | None:
+        """Take the lock of `key` for `token` (None), or the signal of its holder's release."""
+        self.after_fork()
+        with self.guard:
+            held = self.locks.get(key)
+            if held is not None:
+                return held.released
+            self.locks[key] = _Held(token)
+            return None
+
+    def write(self, key: str, expected: int, record: Record) -> bool:
+        """Compare-and-set; the caller holds the lock of `key`."""
+        with self.guard:
+            stored = self.records.get(key)
+            if (0 if stored is None else stored.generation) != expected:
+                return False
+            self.records[key] = record
+            return True
+
+    def unlock(self, key: str) -> None:
+        """Release the lock of `key`; the caller holds it."""
+        with self.guard:
+            held = self.locks.pop(key, None)
+        if held is not None:  # None: the lock was taken before a fork, in the parent
+            held.released.set()
+
+
 class MemoryStore:
     """Records and locks in the memory of one process: the default for a single process.
 
@@ -53,13 +104,10 @@ class MemoryStore:
 
     """
 
-    __slots__ = ("_guard", "_locks", "_pid", "_records")
+    __slots__ = ("_shelf",)
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._records: dict[str, Record] = {}
-        self._locks: dict[str, _Held] = {}
-        self._pid = os.getpid()
+        self._shelf = _Shelf()
 
     def __repr__(self) -> str:
         """The store's kind; it holds nothing a person could look up elsewhere."""
@@ -73,72 +121,31 @@ class MemoryStore:
     @contextlib.asynccontextmanager
     async def open(self, key: str) -> AsyncGenerator[_MemorySession]:
         """A session on the record and lock of `key`; releases a lock left held."""
-        session = _MemorySession(self, key)
+        session = _MemorySession(self._shelf, key)
         try:
             yield session
         finally:
             session.close()
 
-    # -- under the guard, for the sessions ------------------------------------------------------
-
-    def _after_fork(self) -> None:
-        # A child keeps the records it inherited, but a lock another thread of the parent held
-        # would never be released there.
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._guard = threading.Lock()
-            self._locks = {}
-
-    def _read(self, key: str) -> Record | None:
-        self._after_fork()
-        with self._guard:
-            return self._records.get(key)
-
-    def _try_lock(self, key: str, token: str) -> Signal | None:
-        """Take the lock of `key` for `token` (None), or the signal of its holder's release."""
-        self._after_fork()
-        with self._guard:
-            held = self._locks.get(key)
-            if held is not None:
-                return held.released
-            self._locks[key] = _Held(token)
-            return None
-
-    def _write(self, key: str, expected: int, record: Record) -> bool:
-        """Compare-and-set; the caller holds the lock of `key`."""
-        with self._guard:
-            stored = self._records.get(key)
-            if (0 if stored is None else stored.generation) != expected:
-                return False
-            self._records[key] = record
-            return True
-
-    def _unlock(self, key: str) -> None:
-        """Release the lock of `key`; the caller holds it."""
-        with self._guard:
-            held = self._locks.pop(key, None)
-        if held is not None:  # None: the lock was taken before a fork, in the parent
-            held.released.set()
-
 
 class _MemorySession:
     """The record and lock of one key in a `MemoryStore`; the leases it holds, if any."""
 
-    __slots__ = ("held", "key", "store")
+    __slots__ = ("held", "key", "shelf")
 
-    def __init__(self, store: MemoryStore, key: str) -> None:
-        self.store = store
+    def __init__(self, shelf: _Shelf, key: str) -> None:
+        self.shelf = shelf
         self.key = key
         self.held: set[str] = set()
 
     async def read(self) -> Record | None:
-        return self.store._read(self.key)  # noqa: SLF001 - the store's own session
+        return self.shelf.read(self.key)
 
     async def lock(self, wait: float) -> Lease | None:
         token = secrets.token_hex(8)
         deadline = time.monotonic() + wait
         while True:
-            released = self.store._try_lock(self.key, token)  # noqa: SLF001
+            released = self.shelf.try_lock(self.key, token)
             if released is None:
                 self.held.add(token)
                 return Lease(self.key, token)
@@ -157,15 +164,15 @@ class _MemorySession:
         if lease.token not in self.held:
             msg = "a record is written only under the lock this session holds"
             raise RuntimeError(msg)
-        return self.store._write(self.key, expected, record)  # noqa: SLF001
+        return self.shelf.write(self.key, expected, record)
 
     async def unlock(self, lease: Lease) -> None:
         if lease.token in self.held:
             self.held.discard(lease.token)
-            self.store._unlock(self.key)  # noqa: SLF001
+            self.shelf.unlock(self.key)
 
     def close(self) -> None:
         """Release whatever lock the session still holds."""
         if self.held:
             self.held.clear()
-            self.store._unlock(self.key)  # noqa: SLF001
+            self.shelf.unlock(self.key)

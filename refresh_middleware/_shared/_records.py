@@ -83,7 +83,8 @@ class Credential:
 
 def _problem(credential: Credential) -> str | None:
     """What is wrong with the fields of `credential`, or None."""
-    access, refresh = credential.access_token, credential.refresh_token
+    access = cast("object", credential.access_token)
+    refresh = cast("object", credential.refresh_token)
     generation = cast("object", credential.generation)
     if not isinstance(access, str):
         return f"access_token must be a str, got {type(access).__name__}"

@@ -105,7 +105,7 @@ async def plant(store: Any, key: str, data: bytes | Credential, generation: int 
             session.record_path.write_bytes(b"%d\n%b" % (generation, raw))
         return
     if isinstance(store, MemoryStore):
-        store._records[key] = Record(generation, raw)
+        store._shelf.records[key] = Record(generation, raw)
         return
     assert isinstance(store, RedisStore)
     async with store.open(key) as session:
@@ -132,7 +132,7 @@ async def delete(store: Any, key: str) -> None:
             session.record_path.unlink()
         return
     if isinstance(store, MemoryStore):
-        del store._records[key]
+        del store._shelf.records[key]
         return
     async with store.open(key) as session:
         await session.client.delete([session.record_key])
