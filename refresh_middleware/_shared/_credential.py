@@ -48,6 +48,13 @@ from ._errors import (
 from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
 
 if TYPE_CHECKING:
+    from ._hooks import (
+        AnthropicTokenProvider,
+        OpenAIKey,
+        SharedCredentialAuth,
+        SyncAnthropicTokenProvider,
+        SyncOpenAIKey,
+    )
     from ._store import Lease, Store, StoreSession
 
 __all__ = ["Fetch", "SharedCredential"]
@@ -423,6 +430,62 @@ class SharedCredential:
                 await session.unlock(lease)
         logger.info("refresh_middleware: %r seeded generation %d", self, written.generation)
         return written
+
+    def httpx_auth(
+        self, *, header: str = "Authorization", scheme: str | None = "Bearer"
+    ) -> SharedCredentialAuth:
+        """An `httpx2.Auth` that sends this credential and renews it once on a 401 response.
+
+        Every request gets ``header: scheme token`` (just the token when `scheme` is None,
+        as for ``header="x-api-key"``), renewed first in the windows before expiry. A 401
+        response renews the credential the request used (once for the whole fleet) and sends
+        the request again, once, when its body can be replayed; otherwise the 401 is returned
+        as it is (the next request gets the renewed credential). Works for sync and async
+        httpx2 clients, so for every door of an SDK client built on one::
+
+            openai.AsyncOpenAI(api_key="-", http_client=httpx2.AsyncClient(auth=auth))
+
+        Raises:
+            ImportError: httpx2 is not installed (the ``http`` extra).
+
+        """
+        from ._hooks import SharedCredentialAuth  # noqa: PLC0415 - httpx2 users only
+
+        return SharedCredentialAuth(self, header=header, scheme=scheme)
+
+    def anthropic_provider(self) -> AnthropicTokenProvider:
+        """The async ``credentials=`` provider of the anthropic SDK, on this credential.
+
+        ``AsyncAnthropic(credentials=credential.anthropic_provider())``: the SDK asks it for
+        the token, and after a 401 asks with ``force_refresh=True``, which renews the
+        credential it handed out (once for the fleet). Make one per client.
+        """
+        from ._hooks import AnthropicTokenProvider  # noqa: PLC0415 - anthropic users only
+
+        return AnthropicTokenProvider(self)
+
+    def anthropic_provider_sync(self) -> SyncAnthropicTokenProvider:
+        """`anthropic_provider` for the sync ``Anthropic`` client."""
+        from ._hooks import SyncAnthropicTokenProvider  # noqa: PLC0415
+
+        return SyncAnthropicTokenProvider(self)
+
+    def openai_api_key(self) -> OpenAIKey:
+        """The async callable ``api_key`` of the openai SDK, on this credential.
+
+        ``AsyncOpenAI(api_key=credential.openai_api_key())``: awaited before every request,
+        renewed ahead of expiry. openai never retries a 401 for it: add `httpx_auth()` (or
+        `refresh_on_401`) for that.
+        """
+        from ._hooks import OpenAIKey  # noqa: PLC0415 - openai users only
+
+        return OpenAIKey(self)
+
+    def openai_api_key_sync(self) -> SyncOpenAIKey:
+        """`openai_api_key` for the sync ``OpenAI`` client."""
+        from ._hooks import SyncOpenAIKey  # noqa: PLC0415
+
+        return SyncOpenAIKey(self)
 
 
 @dataclasses.dataclass(slots=True)

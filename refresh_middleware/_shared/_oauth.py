@@ -109,7 +109,10 @@ class OAuth2RefreshGrant:
         auth_method: AuthMethod = "client_secret_post",
     ) -> None:
         _import_httpx2()
-        if not isinstance(cast("object", token_url), str) or urlsplit(token_url).scheme not in {"http", "https"}:
+        if not isinstance(cast("object", token_url), str) or urlsplit(token_url).scheme not in {
+            "http",
+            "https",
+        }:
             msg = f"token_url must be an http(s) URL, got {token_url!r}"
             raise ValueError(msg)
         if not isinstance(cast("object", client_id), str) or not client_id:
