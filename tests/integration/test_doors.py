@@ -317,3 +317,42 @@ def test_the_sync_hooks_serve_the_sync_clients():
                 .text,
             ]
     assert [FULL_TEXT, FULL_TEXT] == texts
+
+
+# --------------------------------------------------------------------------------------------------
+# a client wired twice: httpx_auth() and refresh_on_401 on one credential
+
+
+async def test_a_client_wired_twice_makes_one_grant_per_expiry(loopback):
+    """Auth plus proxy: status 401s end at the Auth, an in-stream one at the proxy; 2 expiries,
+    2 grants, and the proxy refreshed only for the error inside the 200 stream."""
+    from refresh_middleware import refresh_on_401
+
+    credential = await shared_on(loopback)
+    refreshes: list[int] = []
+
+    async def renew_in_place(stale: openai.AsyncOpenAI) -> None:
+        refreshes.append(1)
+        await credential.renew(await credential.current())
+
+    async with httpx2.AsyncClient(auth=credential.httpx_auth()) as http:
+        client = refresh_on_401(
+            openai.AsyncOpenAI(
+                api_key="-", base_url=loopback.openai_base_url, http_client=http, max_retries=0
+            ),
+            refresh=renew_in_place,
+            calls=(),
+            streams=("chat.completions.create",),
+        )
+        loopback.expire_all()  # expiry 1: a status 401, seen by the Auth only
+        texts: list[str] = []
+
+        async def call(index: int) -> None:
+            texts.append(await openai_doors(client, index))
+
+        async with trio.open_nursery() as nursery:
+            for index in range(10):
+                nursery.start_soon(call, index)
+        loopback.inject_stream_error("before_content", api="openai")  # expiry 2: in the stream
+        texts.append(await openai_doors(client, 1))
+    assert ([FULL_TEXT] * 11, (2, 0), [1]) == (texts, grants(loopback), refreshes)
