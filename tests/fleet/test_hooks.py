@@ -11,7 +11,7 @@ import time
 import httpx2
 import pytest
 
-from refresh_middleware._shared._hooks import ADVISORY, MANDATORY, Ahead, depth
+from refresh_middleware._shared._ahead import ADVISORY, MANDATORY, Ahead, depth
 from refresh_middleware.shared import Credential, MemoryStore, SharedCredential
 
 KEY = "provider/account-1"
