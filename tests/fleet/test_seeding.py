@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import trio
 
 from refresh_middleware.shared import Credential, LockTimeoutError, SharedCredential
 
@@ -80,3 +81,19 @@ def test_seed_sync_serves_threads(store):
     for thread in threads:
         thread.join()
     assert {1} == {each.generation for each in got}
+
+
+async def test_a_seed_during_an_initial_grant_keeps_the_granted_record(store):
+    """A seed that waits behind this process's initial grant then finds it stored, and keeps it."""
+    fetch = Fetcher(delay=0.2)
+    shared = SharedCredential(store, key=KEY, fetch=fetch)
+    granted: list[Credential] = []
+
+    async def first() -> None:
+        granted.append(await shared.current())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        await fetch.started.wait()
+        seeded = await shared.seed(SIGN_IN)
+    assert (granted[0], 1) == (seeded, fetch.calls)
