@@ -50,32 +50,6 @@ def test_public_names_are_exactly_the_promised_ones() -> None:
     ] == refresh_middleware.events.__all__
 
 
-def test_the_shared_names_are_exactly_the_promised_ones() -> None:
-    """refresh_middleware.shared exports exactly its public surface, sorted."""
-    import refresh_middleware.shared
-
-    assert [
-        "Codec",
-        "CorruptRecordError",
-        "Credential",
-        "Fetch",
-        "FetchTimeoutError",
-        "FileStore",
-        "Lease",
-        "LockTimeoutError",
-        "PostgresStore",
-        "ReauthenticationRequiredError",
-        "Record",
-        "RedisStore",
-        "SharedCredential",
-        "SharedCredentialError",
-        "Store",
-        "StoreSession",
-        "StoreUnavailableError",
-        "is_invalid_grant",
-    ] == refresh_middleware.shared.__all__
-
-
 def test_the_typed_options_are_the_options_there_are() -> None:
     """The keyword options the type checkers know are exactly those Options defines (and
     checks); the defaults live in Options alone."""

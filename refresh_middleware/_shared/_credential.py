@@ -47,6 +47,13 @@ from ._errors import (
 from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
 
 if TYPE_CHECKING:
+    from ._hooks import (
+        AnthropicTokenProvider,
+        OpenAIKey,
+        SharedCredentialAuth,
+        SyncAnthropicTokenProvider,
+        SyncOpenAIKey,
+    )
     from ._store import Lease, Store, StoreSession
 
 __all__ = ["Fetch", "SharedCredential"]
@@ -369,6 +376,112 @@ class SharedCredential:
     def _slow(self) -> FetchTimeoutError:
         msg = f"fetch did not return within {self.timeouts.fetch:g} s"
         return FetchTimeoutError(msg, store=repr(self.store), key=self.key)
+
+    # -- the first credential, and the doors (thin faces over current and renew) ---------------
+
+    async def seed(self, credential: Credential, *, replace: bool = False) -> Credential:
+        """Store the first credential of the key: the tokens of a person's sign-in.
+
+        Without `replace`, a key that holds a record already keeps it (it may carry a refresh
+        token rotated since, which overwriting would lose), and that record is returned. With
+        `replace=True` (after a re-authentication) the record is overwritten. Either way it
+        happens under the store's lock, as generation + 1.
+
+        Raises:
+            TypeError: `credential` is not a `Credential`.
+            StoreUnavailableError: The store cannot be reached.
+            LockTimeoutError: The lock was not obtained within `lock_timeout`.
+            CorruptRecordError: The stored record cannot be read (delete it to start over).
+
+        """
+        if not _is_credential(credential):
+            msg = f"seed takes a Credential, got {type(credential).__name__}"
+            raise TypeError(msg)
+        while True:
+            mine = _Mine()
+            run = functools.partial(self._seed, credential, mine, replace=replace)
+            outcome = await self._flight.refresh_async(self._flight.current.generation, run)
+            if outcome.error is not None:
+                raise outcome.error
+            if mine.ran:  # not a record another caller's refresh handed over meanwhile
+                return cast("Credential", outcome.value)
+
+    def seed_sync(self, credential: Credential, *, replace: bool = False) -> Credential:
+        """`seed` for synchronous code: waits in this thread only."""
+        return _blocking(functools.partial(self.seed, credential, replace=replace))
+
+    async def _seed(self, credential: Credential, mine: _Mine, *, replace: bool) -> Credential:
+        mine.ran = True
+        async with self.store.open(self.key) as session:
+            lease = await session.lock(self.timeouts.lock)
+            if lease is None:
+                msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
+                raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+            try:
+                stored = await self._read(session)
+                if stored is not None and not replace:
+                    return stored
+                written = await self._write(session, lease, stored, stored, credential)
+            finally:
+                await session.unlock(lease)
+        logger.info("refresh_middleware: %r seeded generation %d", self, written.generation)
+        return written
+
+    def httpx_auth(
+        self, *, header: str = "Authorization", scheme: str | None = "Bearer"
+    ) -> SharedCredentialAuth:
+        """An `httpx2.Auth` that sends this credential and renews it once on a 401 response.
+
+        Every request gets ``header: scheme token`` (just the token when `scheme` is None,
+        as for ``header="x-api-key"``), renewed first in the windows before expiry. A 401
+        response renews the credential the request used (once for the whole fleet) and sends
+        the request again, once, when its body can be replayed; otherwise the 401 is returned
+        as it is (the next request gets the renewed credential). Works for sync and async
+        httpx2 clients, so for every door of an SDK client built on one::
+
+            openai.AsyncOpenAI(api_key="-", http_client=httpx2.AsyncClient(auth=auth))
+
+        Raises:
+            ImportError: httpx2 is not installed (the ``http`` extra).
+
+        """
+        from ._hooks import SharedCredentialAuth  # noqa: PLC0415 - httpx2 users only
+
+        return SharedCredentialAuth(self, header=header, scheme=scheme)
+
+    def anthropic_provider(self) -> AnthropicTokenProvider:
+        """The async ``credentials=`` provider of the anthropic SDK, on this credential.
+
+        ``AsyncAnthropic(credentials=credential.anthropic_provider())``: the SDK asks it for
+        the token, and after a 401 asks with ``force_refresh=True``, which renews the
+        credential it handed out (once for the fleet). Make one per client.
+        """
+        from ._hooks import AnthropicTokenProvider  # noqa: PLC0415 - anthropic users only
+
+        return AnthropicTokenProvider(self)
+
+    def anthropic_provider_sync(self) -> SyncAnthropicTokenProvider:
+        """`anthropic_provider` for the sync ``Anthropic`` client."""
+        from ._hooks import SyncAnthropicTokenProvider  # noqa: PLC0415
+
+        return SyncAnthropicTokenProvider(self)
+
+    def openai_api_key(self) -> OpenAIKey:
+        """The async callable ``api_key`` of the openai SDK, on this credential.
+
+        ``AsyncOpenAI(api_key=credential.openai_api_key())``: awaited before every request,
+        renewed ahead of expiry. openai never retries a 401 for it: add `httpx_auth()` (or
+        `refresh_on_401`) for that.
+        """
+        from ._hooks import OpenAIKey  # noqa: PLC0415 - openai users only
+
+        return OpenAIKey(self)
+
+    def openai_api_key_sync(self) -> SyncOpenAIKey:
+        """`openai_api_key` for the sync ``OpenAI`` client."""
+        from ._hooks import SyncOpenAIKey  # noqa: PLC0415
+
+        return SyncOpenAIKey(self)
 
 
 @dataclasses.dataclass(slots=True)

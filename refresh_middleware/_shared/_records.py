@@ -8,6 +8,7 @@ through the host's codec, if any (encryption at rest). Nothing here does I/O.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -54,6 +55,22 @@ class Credential:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict[str, Any], hash=False)
     generation: int = 0
 
+    def __post_init__(self) -> None:
+        """Check every field now, before a token is spent on a value that cannot be stored.
+
+        A `fetch` that builds a bad credential would otherwise fail when the record is
+        written, after the identity provider took the refresh token. An aware `datetime` for
+        `expires_at` is converted to epoch seconds; a naive one is refused (its zone is a
+        guess). Messages name the field and the type, never a value (it may be a token).
+        """
+        problem = _problem(self)
+        if problem is not None:
+            raise TypeError(f"Credential: {problem}")
+        if isinstance(self.expires_at, dt.datetime):
+            object.__setattr__(self, "expires_at", self.expires_at.timestamp())
+        elif self.expires_at is not None:
+            object.__setattr__(self, "expires_at", float(self.expires_at))
+
     def __repr__(self) -> str:
         """Everything but the secrets."""
         refresh = "None" if self.refresh_token is None else REDACTED
@@ -62,6 +79,43 @@ class Credential:
             f"Credential(generation={self.generation}, expires_at={self.expires_at!r}, "
             f"access_token={REDACTED}, refresh_token={refresh}, extra=[{extra}])"
         )
+
+
+def _problem(credential: Credential) -> str | None:
+    """What is wrong with the fields of `credential`, or None."""
+    access = cast("object", credential.access_token)
+    refresh = cast("object", credential.refresh_token)
+    generation = cast("object", credential.generation)
+    if not isinstance(access, str):
+        return f"access_token must be a str, got {type(access).__name__}"
+    if refresh is not None and not isinstance(refresh, str):
+        return f"refresh_token must be a str or None, got {type(refresh).__name__}"
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        return f"generation must be an int of at least 0, got {type(generation).__name__}"
+    return _expiry_problem(cast("object", credential.expires_at)) or _extra_problem(
+        cast("object", credential.extra)
+    )
+
+
+def _expiry_problem(expires: object) -> str | None:
+    if isinstance(expires, dt.datetime) and expires.utcoffset() is None:
+        return (
+            "expires_at is a naive datetime: give an aware one "
+            "(datetime.now(timezone.utc) + ...) or epoch seconds (time.time() + expires_in)"
+        )
+    if expires is None or isinstance(expires, dt.datetime) or _is_time(expires):
+        return None
+    return f"expires_at must be epoch seconds (a finite number), got {type(expires).__name__}"
+
+
+def _extra_problem(extra: object) -> str | None:
+    if not isinstance(extra, Mapping):
+        return f"extra must be a mapping, got {type(extra).__name__}"
+    try:
+        json.dumps(dict(cast("Mapping[str, object]", extra)), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        return f"extra must hold JSON values only ({type(error).__name__})"
+    return None
 
 
 class Record(NamedTuple):

@@ -109,6 +109,9 @@ class OAuthGrants:
         self._families = itertools.count(1)
         self._counts: Counter[str] = Counter()
         self._hold: Signal | None = None
+        self.rotating = True
+        """False: refresh grants answer without a refresh token, which stays good for reuse,
+        as providers that do not rotate do (RFC 6749, 6); a test may switch it at any time."""
 
     @property
     def stats(self) -> OAuthStats:
@@ -225,24 +228,24 @@ class OAuthGrants:
             self._counts["reuse_detections"] += 1
             revoked += self._revoke_family(family)
             return self._invalid("refresh token reused: the family is revoked")
-        self._refresh_tokens[token] = _Issued(family, used=True)
         self._counts["refresh_grants"] += 1
+        if not self.rotating:
+            return self._tokens(family, rotate=False)
+        self._refresh_tokens[token] = _Issued(family, used=True)
         return self._tokens(family)
 
-    def _tokens(self, family: _Family) -> Answer:
+    def _tokens(self, family: _Family, *, rotate: bool = True) -> Answer:
         access = self._issue()
-        refresh = f"rt-{family.number}-{secrets.token_urlsafe(16)}"
         family.access_tokens.append(access)
-        self._refresh_tokens[refresh] = _Issued(family, used=False)
-        return Answer(
-            200,
-            {
-                "access_token": access,
-                "refresh_token": refresh,
-                "token_type": "bearer",
-                "expires_in": self._token_ttl,
-            },
-        )
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": self._token_ttl,
+        }
+        if rotate:
+            body["refresh_token"] = refresh = f"rt-{family.number}-{secrets.token_urlsafe(16)}"
+            self._refresh_tokens[refresh] = _Issued(family, used=False)
+        return Answer(200, body)
 
     def _revoke_family(self, family: _Family) -> list[str]:
         if family.revoked:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_middleware.shared import FileStore, PostgresStore, RedisStore
+from refresh_middleware.shared import FileStore, MemoryStore, PostgresStore, RedisStore
 from refresh_middleware.testing._server import open_loopback_server
 
 # `examples` holds the redis-server launcher and the client side the demo uses.
@@ -70,10 +70,13 @@ def fresh_table() -> str:
     return f"test_{next(_tables)}"
 
 
-@pytest.fixture(params=["file", "redis", "postgres"])
+@pytest.fixture(params=["memory", "file", "redis", "postgres"])
 def make_store(request, tmp_path):
-    """Makes stores of each kind on one place: a directory, a Redis with a fresh prefix, or a
-    PostgreSQL with a fresh table."""
+    """Makes stores of each kind on one place: memory, a directory, a Redis with a fresh
+    prefix, or a PostgreSQL with a fresh table."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        return lambda **_: memory
     if request.param == "file":
         return lambda **_: FileStore(tmp_path / "credentials")
     if request.param == "postgres":

@@ -8,10 +8,18 @@ import itertools
 from collections import Counter
 from typing import Any
 
+import pytest
 import trio
 
 from refresh_middleware._shared._records import encode
-from refresh_middleware.shared import Credential, FileStore, PostgresStore, RedisStore
+from refresh_middleware.shared import (
+    Credential,
+    FileStore,
+    MemoryStore,
+    PostgresStore,
+    Record,
+    RedisStore,
+)
 
 _tokens = itertools.count(1)
 
@@ -114,6 +122,9 @@ async def plant(store: Any, key: str, data: bytes | Credential, generation: int 
                 raw,
             )
         return
+    if isinstance(store, MemoryStore):
+        store._shelf.records[key] = Record(generation, raw)
+        return
     assert isinstance(store, RedisStore)
     async with store.open(key) as session:
         await session.client.hset(session.record_key, {"generation": str(generation), "data": raw})
@@ -132,6 +143,8 @@ async def sql(session: Any, template: str, *values: object) -> Any:
 async def plant_raw(store: Any, key: str, contents: bytes) -> None:
     """Put bytes where the record goes: a record file's contents, a Redis string, or a row
     whose generation is 0 (in a table whose check was dropped, as a hand-made table may)."""
+    if isinstance(store, MemoryStore):
+        pytest.skip("a MemoryStore keeps Records, never bytes without a generation")
     if isinstance(store, FileStore):
         store.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         async with store.open(key) as session:
@@ -161,6 +174,9 @@ async def delete(store: Any, key: str) -> None:
     if isinstance(store, PostgresStore):
         async with store.open(key) as session:
             await sql(session, "DELETE FROM {table} WHERE key = %s", key)
+        return
+    if isinstance(store, MemoryStore):
+        del store._shelf.records[key]
         return
     async with store.open(key) as session:
         await session.client.delete([session.record_key])

@@ -196,3 +196,17 @@ async def test_json_grants_are_read_too(loopback):
             loopback.token_url, json={"grant_type": "authorization_code", "code": code}
         )
     assert 200 == response.status_code
+
+
+async def test_a_provider_that_does_not_rotate_keeps_the_refresh_token_good(loopback):
+    """With rotating off, a grant answers no refresh token, and the old one works again."""
+    tokens = await sign_in(loopback)
+    loopback.oauth.rotating = False
+    first = (await rotate(loopback, tokens["refresh_token"])).json()
+    second = await rotate(loopback, tokens["refresh_token"])
+    assert (False, 200, 2, 0) == (
+        "refresh_token" in first,
+        second.status_code,
+        loopback.oauth.stats.refresh_grants,
+        loopback.oauth.stats.reuse_detections,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from refresh_middleware._shared._records import decode, encode, newer, newest
@@ -177,3 +179,53 @@ def test_a_cycle_of_contexts_ends():
     other = KeyError("y")
     error.__context__, other.__context__ = other, error
     assert False is is_invalid_grant(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation when a Credential is made
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"access_token": b"bytes"}, "access_token must be a str"),
+        ({"refresh_token": 5}, "refresh_token must be a str or None"),
+        ({"expires_at": "3600"}, "expires_at must be epoch seconds"),
+        ({"expires_at": True}, "expires_at must be epoch seconds"),
+        ({"expires_at": float("nan")}, "expires_at must be epoch seconds"),
+        ({"extra": ["scope"]}, "extra must be a mapping"),
+        ({"extra": {"when": object()}}, "extra must hold JSON values only"),
+        ({"extra": {"x": float("inf")}}, "extra must hold JSON values only"),
+        ({"generation": -1}, "generation must be an int of at least 0"),
+        ({"generation": 1.0}, "generation must be an int of at least 0"),
+    ],
+)
+def test_a_credential_with_a_bad_field_is_refused_when_made(fields, field):
+    """Each field's type is checked at construction, and the message names the field."""
+    with pytest.raises(TypeError, match=field):
+        Credential(**{"access_token": "a", **fields})
+
+
+def test_a_refusal_never_quotes_the_value():
+    """A bad field's message names its type only: the value may be a token."""
+    with pytest.raises(TypeError) as caught:
+        Credential("a", refresh_token=b"secret-refresh-token")  # type: ignore[arg-type]
+    assert "secret" not in str(caught.value)
+
+
+def test_an_aware_datetime_becomes_epoch_seconds():
+    """expires_at given as an aware datetime is stored as the epoch seconds it names."""
+    when = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert when.timestamp() == Credential("a", expires_at=when).expires_at  # type: ignore[arg-type]
+
+
+def test_a_naive_datetime_is_refused_with_the_way_out():
+    """A naive datetime is refused: its zone would be a guess; the message says what to give."""
+    with pytest.raises(TypeError, match="naive datetime: give an aware one"):
+        Credential("a", expires_at=dt.datetime(2026, 12, 6, 8, 0))  # noqa: DTZ001  # type: ignore[arg-type]
+
+
+def test_integer_seconds_are_kept_as_a_float():
+    """expires_at given in whole seconds is the same float a stored record reads back as."""
+    expires_at = Credential("a", expires_at=1700000000).expires_at
+    assert (float, 1700000000.0) == (type(expires_at), expires_at)
