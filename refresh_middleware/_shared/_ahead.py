@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from refresh_middleware._events import describe, logger
+from refresh_middleware._events import ADVISORY, MANDATORY, describe, logger
 from refresh_middleware._flight import trigger
 
 from ._records import Credential
@@ -29,9 +29,6 @@ ADVISORY_SECONDS: Final = 120.0
 
 MANDATORY_SECONDS: Final = 30.0
 """Seconds before expiry where every caller waits for the renewal."""
-
-ADVISORY: Final = "advisory"
-MANDATORY: Final = "mandatory"
 
 
 def depth(credential: Credential, now: float) -> int:

@@ -19,13 +19,13 @@ stderr and never carry a token.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
+from refresh_middleware._backend import run_on_private_loop
 from refresh_middleware._events import describe
 from refresh_middleware._flight import trigger
 
@@ -215,7 +215,7 @@ def main(
     source = sys.stdin if stdin is None else stdin
     options = _parser().parse_args(argv)
     try:
-        said = asyncio.run(_run(options, source))
+        said = run_on_private_loop(lambda: _run(options, source))
     except _UsageError as error:
         return _fail(USAGE, str(error))
     except ReauthenticationRequiredError as error:
