@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from refresh_middleware._events import ADVISORY, MANDATORY, describe, logger
+from refresh_middleware._events import ADVISORY, MANDATORY, Trigger, describe, logger
 from refresh_middleware._flight import trigger
 
 from ._records import Credential
@@ -63,7 +63,7 @@ class Ahead:
         self.known: Credential | None = None
         """The credential this door last handed out (a sync door starts from it)."""
 
-    def due(self, credential: Credential) -> str | None:
+    def due(self, credential: Credential) -> Trigger | None:
         """The window that calls for renewing `credential` now, claimed; or None."""
         reached = depth(credential, time.time())
         born = self._born

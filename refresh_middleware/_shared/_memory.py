@@ -16,7 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from refresh_middleware._flight import Signal, bounded
+from refresh_middleware._backend import bounded
+from refresh_middleware._flight import Signal
 
 from ._store import Lease, no_keeping
 

@@ -35,8 +35,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar
 
+from refresh_middleware._backend import bounded
 from refresh_middleware._events import describe, logger
-from refresh_middleware._flight import bounded, call_in_thread_async
+from refresh_middleware._flight import call_in_thread_async
 
 from ._errors import CorruptRecordError, StoreUnavailableError
 from ._records import Record
