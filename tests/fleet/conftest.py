@@ -1,7 +1,8 @@
 """Fixtures for the fleet tests: real stores (a directory, a redis-server), the loopback server.
 
 Every redis-server is started by a fixture on a free 127.0.0.1 port in a temporary directory
-and stopped after; CI installs Debian's redis-server (.ci/run).
+and stopped after; CI installs Debian's redis-server (.ci/run). The cluster, Sentinel and
+Valkey fixtures are in servers.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_middleware.shared import FileStore, RedisStore
+from refresh_middleware.shared import FileStore
 from refresh_middleware.testing._server import open_loopback_server
 
 # `examples` holds the redis-server launcher and the client side the demo uses.
@@ -22,6 +23,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from examples.redis_server import redis_server  # noqa: E402
+
+from .helpers import LEAK, TOPOLOGIES, URL_FIXTURES, store_of  # noqa: E402
+from .servers import redis_cluster_url, redis_sentinel_url, valkey_url  # noqa: E402, F401
 
 _prefixes = itertools.count()
 
@@ -40,14 +44,36 @@ def own_redis():
         yield server
 
 
-@pytest.fixture(params=["file", "redis"])
-def make_store(request, tmp_path):
-    """Makes stores of each kind on one place: a directory, or a Redis with a fresh prefix."""
+def _kinds(kinds):
+    """Fixture parameters for these kinds of store; a cluster's tests tolerate coredis's leak."""
+    return [
+        pytest.param(kind, marks=pytest.mark.filterwarnings(LEAK) if kind == "cluster" else ())
+        for kind in kinds
+    ]
+
+
+def _maker(request, tmp_path):
     if request.param == "file":
         return lambda **_: FileStore(tmp_path / "credentials")
-    url = request.getfixturevalue("redis_url")
+    if request.param == "cluster":
+        request.getfixturevalue("collect_garbage")  # coredis's leak, collected in the test
+    url = request.getfixturevalue(URL_FIXTURES[request.param])
     prefix = f"test-{next(_prefixes)}:"
-    return lambda **options: RedisStore(url, prefix=prefix, **options)
+    return lambda **options: store_of(request.param, url, prefix=prefix, **options)
+
+
+@pytest.fixture(params=_kinds(["file", *TOPOLOGIES]))
+def make_store(request, tmp_path):
+    """Makes stores of each kind on one place: a directory, or a Redis (one server, a cluster,
+    behind Sentinel, Valkey) with a fresh prefix."""
+    return _maker(request, tmp_path)
+
+
+@pytest.fixture(params=_kinds(TOPOLOGIES))
+def make_redis_store(request, tmp_path):
+    """Makes RedisStores on one Redis of each kind (one server, a cluster, behind Sentinel,
+    Valkey) with a fresh prefix."""
+    return _maker(request, tmp_path)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from refresh_middleware.testing import run_loopback_server_in_thread
 
 from . import workers
+from .helpers import URL_FIXTURES
 
 PROCESSES = 8
 TASKS = 20
@@ -69,14 +70,14 @@ def fleet(kind, where, server, tmp_path, *, processes, tasks, rounds, lease=15.0
 def where_for(kind, tmp_path, request):
     if kind == "file":
         return str(tmp_path / "credentials")
-    return request.getfixturevalue("redis_url")
+    return request.getfixturevalue(URL_FIXTURES[kind])
 
 
 def collect(results, count):
     return [results.get(timeout=WAIT) for _ in range(count)]
 
 
-@pytest.mark.parametrize("kind", ["file", "redis"])
+@pytest.mark.parametrize("kind", ["file", "redis", "cluster", "sentinel", "valkey"])
 def test_eight_processes_share_one_grant_per_expiry(kind, tmp_path, request):
     """8 processes x 20 tasks, trio and asyncio, 3 expiries: 1 grant each, 0 reuse, 0 failures."""
     where = where_for(kind, tmp_path, request)

@@ -26,13 +26,9 @@ from refresh_middleware.shared import (
     StoreUnavailableError,
 )
 
-from .helpers import Fetcher, held, plant
+from .helpers import LEAK, Fetcher, held, plant
 
 KEY = "provider/account-1"
-
-# coredis leaves the buffers of a connection that failed to connect to the collector: its
-# leak, not ours, seen only when a Redis is down; collected before the test ends.
-LEAK = r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ import httpx
 import trio
 
 from examples.fleet import TokenEndpoint, fleet_provider
-from refresh_middleware.shared import Credential, FileStore, RedisStore, SharedCredential
+from refresh_middleware.shared import Credential, SharedCredential
+
+from .helpers import store_of
 
 KEY = "loopback/fleet-account"
 BARRIER_SECONDS = 120.0
@@ -29,7 +31,7 @@ BARRIER_SECONDS = 120.0
 class Plan:
     """What one worker process does."""
 
-    store: str  # "file" or "redis"
+    store: str  # "file", or a kind of Redis: "redis", "cluster", "sentinel", "valkey"
     where: str  # a directory, or a Redis URL
     token_url: str
     base_url: str
@@ -62,11 +64,8 @@ def run(plan: Plan, barrier: Any, results: Any) -> None:
 
 
 async def _main(plan: Plan, barrier: Any, results: Any) -> None:
-    store = (
-        FileStore(plan.where)
-        if plan.store == "file"
-        else RedisStore(plan.where, prefix=plan.prefix, lease=plan.lease)
-    )
+    options = {} if plan.store == "file" else {"prefix": plan.prefix, "lease": plan.lease}
+    store = store_of(plan.store, plan.where, **options)
     endpoint = TokenEndpoint(plan.token_url, plan.code)
 
     async def fetch(current: Credential | None) -> Credential:
