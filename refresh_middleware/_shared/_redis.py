@@ -142,8 +142,8 @@ class RedisStore:
     Raises:
         ImportError: coredis is not installed (the ``redis`` extra).
         ValueError: `lease` or `timeout` is not a positive number of seconds, both `cluster`
-            and `sentinel` are given (or either with a client), or the Sentinels' URL cannot
-            be read.
+            and `sentinel` are given (or either with a client), or the URL of the cluster's
+            nodes or of the Sentinels cannot be read.
 
     """
 
