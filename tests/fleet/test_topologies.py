@@ -63,7 +63,7 @@ async def test_the_record_and_lock_carry_the_hash_tag(redis_url):
 async def test_a_writer_whose_lock_was_taken_over_cannot_write(make_redis_store, caplog):
     """A holder whose lease ran out and whose lock another took writes nothing, even with the
     expected generation."""
-    store = make_redis_store()
+    store = make_redis_store(lease=0.2)  # the refused writer waits for the new owner this long
     async with store.open(KEY) as first, store.open(KEY) as second:
         late = await first.lock(0)
         await first.client.delete([first.lock_key])  # the lease ran out
