@@ -3,7 +3,8 @@ loopback server.
 
 Every redis-server and PostgreSQL server is started by a fixture on a free 127.0.0.1 port in a
 temporary directory and stopped after; CI installs Debian's redis-server and postgresql
-(.ci/run). Without PostgreSQL's binaries, its tests are skipped, saying so.
+(.ci/run). Without PostgreSQL's binaries, its tests are skipped, saying so. The cluster,
+Sentinel and Valkey fixtures are in servers.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_middleware.shared import FileStore, MemoryStore, PostgresStore, RedisStore
+from refresh_middleware.shared import FileStore, MemoryStore
 from refresh_middleware.testing._server import open_loopback_server
 
 # `examples` holds the redis-server launcher and the client side the demo uses.
@@ -25,6 +26,9 @@ if _ROOT not in sys.path:
 
 from examples.postgres_server import binaries, postgres_server  # noqa: E402
 from examples.redis_server import redis_server  # noqa: E402
+
+from .helpers import LEAK, TOPOLOGIES, URL_FIXTURES, store_of  # noqa: E402
+from .servers import redis_cluster_url, redis_sentinel_url, valkey_url  # noqa: E402, F401
 
 _prefixes = itertools.count()
 _tables = itertools.count()
@@ -70,10 +74,15 @@ def fresh_table() -> str:
     return f"test_{next(_tables)}"
 
 
-@pytest.fixture(params=["memory", "file", "redis", "postgres"])
-def make_store(request, tmp_path):
-    """Makes stores of each kind on one place: memory, a directory, a Redis with a fresh
-    prefix, or a PostgreSQL with a fresh table."""
+def _kinds(kinds):
+    """Fixture parameters for these kinds of store; a cluster's tests tolerate coredis's leak."""
+    return [
+        pytest.param(kind, marks=pytest.mark.filterwarnings(LEAK) if kind == "cluster" else ())
+        for kind in kinds
+    ]
+
+
+def _maker(request, tmp_path):
     if request.param == "memory":
         memory = MemoryStore()
         return lambda **_: memory
@@ -82,10 +91,26 @@ def make_store(request, tmp_path):
     if request.param == "postgres":
         dsn = request.getfixturevalue("postgres_dsn")
         table = fresh_table()
-        return lambda **options: PostgresStore(dsn, table=table, **options)
-    url = request.getfixturevalue("redis_url")
+        return lambda **options: store_of("postgres", dsn, prefix=table, **options)
+    if request.param == "cluster":
+        request.getfixturevalue("collect_garbage")  # coredis's leak, collected in the test
+    url = request.getfixturevalue(URL_FIXTURES[request.param])
     prefix = f"test-{next(_prefixes)}:"
-    return lambda **options: RedisStore(url, prefix=prefix, **options)
+    return lambda **options: store_of(request.param, url, prefix=prefix, **options)
+
+
+@pytest.fixture(params=_kinds(["memory", "file", "postgres", *TOPOLOGIES]))
+def make_store(request, tmp_path):
+    """Makes stores of each kind on one place: memory, a directory, a PostgreSQL with a fresh
+    table, or a Redis (one server, a cluster, behind Sentinel, Valkey) with a fresh prefix."""
+    return _maker(request, tmp_path)
+
+
+@pytest.fixture(params=_kinds(TOPOLOGIES))
+def make_redis_store(request, tmp_path):
+    """Makes RedisStores on one Redis of each kind (one server, a cluster, behind Sentinel,
+    Valkey) with a fresh prefix."""
+    return _maker(request, tmp_path)
 
 
 @pytest.fixture

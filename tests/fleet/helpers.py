@@ -23,6 +23,40 @@ from refresh_middleware.shared import (
 
 _tokens = itertools.count(1)
 
+# coredis leaves the buffers of a connection that failed to connect to the collector, and
+# those of each RedisCluster's layout (never closed): its leaks, not ours, collected before
+# the test ends.
+LEAK = r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
+
+SENTINEL_NAME = "refresh-primary"
+"""The name under which the tests' Sentinel watches its primary."""
+
+TOPOLOGIES: dict[str, dict[str, Any]] = {
+    "redis": {},
+    "cluster": {"cluster": True},
+    "sentinel": {"sentinel": SENTINEL_NAME},
+    "valkey": {},
+}
+"""The RedisStore options of each kind of Redis the fleet tests run on."""
+
+URL_FIXTURES = {
+    "redis": "redis_url",
+    "cluster": "redis_cluster_url",
+    "sentinel": "redis_sentinel_url",
+    "valkey": "valkey_url",
+}
+"""The fixture that starts each kind of Redis and gives its URL (conftest.py, servers.py)."""
+
+
+def store_of(kind: str, where: str, **options: Any) -> FileStore | PostgresStore | RedisStore:
+    """A store of `kind` ("file", "postgres", or a key of `TOPOLOGIES`) on `where`: a folder, a
+    DSN or a URL; a PostgreSQL's table is named by `prefix`."""
+    if kind == "file":
+        return FileStore(where)
+    if kind == "postgres":
+        return PostgresStore(where, table=options.pop("prefix"), **options)
+    return RedisStore(where, **TOPOLOGIES[kind], **options)
+
 
 @dataclasses.dataclass
 class Fetcher:

@@ -19,6 +19,7 @@ import pytest
 from refresh_middleware.testing import run_loopback_server_in_thread
 
 from . import workers
+from .helpers import URL_FIXTURES
 
 PROCESSES = 8
 TASKS = 20
@@ -71,13 +72,15 @@ def where_for(kind, tmp_path, request):
         return str(tmp_path / "credentials")
     if kind == "postgres":
         return request.getfixturevalue("postgres_dsn")
-    return request.getfixturevalue("redis_url")
+    return request.getfixturevalue(URL_FIXTURES[kind])
 
 
 def collect(results, count):
     return [results.get(timeout=WAIT) for _ in range(count)]
 
 
+# The cluster, Sentinel and Valkey run the store contract tests; eight processes on each would
+# add minutes to every run and test nothing the single server does not.
 @pytest.mark.parametrize("kind", ["file", "redis", "postgres"])
 def test_eight_processes_share_one_grant_per_expiry(kind, tmp_path, request):
     """8 processes x 20 tasks, trio and asyncio, 3 expiries: 1 grant each, 0 reuse, 0 failures."""

@@ -31,13 +31,9 @@ from refresh_middleware.shared import (
 )
 
 from .conftest import fresh_table
-from .helpers import Fetcher, held, plant, sql
+from .helpers import LEAK, Fetcher, held, plant, sql
 
 KEY = "provider/account-1"
-
-# coredis leaves the buffers of a connection that failed to connect to the collector: its
-# leak, not ours, seen only when a Redis is down; collected before the test ends.
-LEAK = r"ignore:Unclosed <MemoryObject(Send|Receive)Stream:ResourceWarning"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,14 +19,9 @@ import httpx
 import trio
 
 from examples.fleet import TokenEndpoint, fleet_provider
-from refresh_middleware.shared import (
-    Credential,
-    FileStore,
-    PostgresStore,
-    RedisStore,
-    SharedCredential,
-    Store,
-)
+from refresh_middleware.shared import Credential, SharedCredential
+
+from .helpers import store_of
 
 KEY = "loopback/fleet-account"
 BARRIER_SECONDS = 120.0
@@ -36,8 +31,8 @@ BARRIER_SECONDS = 120.0
 class Plan:
     """What one worker process does."""
 
-    store: str  # "file", "redis" or "postgres"
-    where: str  # a directory, a Redis URL, or a PostgreSQL DSN
+    store: str  # "file", "postgres", or a kind of Redis: "redis", "cluster", "sentinel", "valkey"
+    where: str  # a directory, a PostgreSQL DSN, or a Redis URL
     token_url: str
     base_url: str
     code: str
@@ -69,13 +64,8 @@ def run(plan: Plan, barrier: Any, results: Any) -> None:
 
 
 async def _main(plan: Plan, barrier: Any, results: Any) -> None:
-    store: Store
-    if plan.store == "file":
-        store = FileStore(plan.where)
-    elif plan.store == "postgres":
-        store = PostgresStore(plan.where, table=plan.prefix, lease=plan.lease)
-    else:
-        store = RedisStore(plan.where, prefix=plan.prefix, lease=plan.lease)
+    options = {} if plan.store == "file" else {"prefix": plan.prefix, "lease": plan.lease}
+    store = store_of(plan.store, plan.where, **options)
     endpoint = TokenEndpoint(plan.token_url, plan.code)
 
     async def fetch(current: Credential | None) -> Credential:
