@@ -26,6 +26,7 @@ own, woken through its own loop; threads wait on a `threading.Event`. No loop is
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import threading
@@ -46,6 +47,7 @@ __all__ = [
     "Signal",
     "call_in_thread_async",
     "call_in_thread_sync",
+    "reset_quietly",
     "trigger",
 ]
 
@@ -237,10 +239,24 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-_refreshing: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+_refreshing: contextvars.ContextVar[frozenset[object]] = contextvars.ContextVar(
     "refresh_middleware_refreshing", default=frozenset()
 )
-"""The flights (by id) whose refresh the current context is running."""
+"""The refreshes the current context runs, each by an identity made for it and never reused.
+
+A task that a refresh starts inherits this value for life; since it names that one refresh,
+the task is "inside the refresh" only while that refresh runs, not during later ones."""
+
+
+def reset_quietly(variable: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo `variable.set()`, unless this is another context than the one that set it.
+
+    A coroutine abandoned by a closed loop is closed later by the garbage collector, in
+    whatever context runs then: there the reset raises, and nothing is left to undo.
+    """
+    with contextlib.suppress(ValueError):
+        variable.reset(token)
+
 
 trigger: contextvars.ContextVar[Trigger] = contextvars.ContextVar(
     "refresh_middleware_trigger", default=UNAUTHORIZED
@@ -259,12 +275,14 @@ class _Running:
     the frames of its traceback, which hold the stale provider) goes when they are done.
     """
 
-    __slots__ = ("done", "failure", "generation")
+    __slots__ = ("done", "failure", "generation", "identity")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.done = Signal()
         self.failure: Exception | None = None
+        self.identity = object()
+        """What the contexts running this refresh hold in `_refreshing`: it ends with it."""
 
 
 class _Waiting(NamedTuple):
@@ -343,7 +361,7 @@ class Flight(Generic[T]):
             claim = self._claim(generation, urgent=urgent, first=False)
         if isinstance(claim, Outcome):
             return claim
-        token = _refreshing.set(_refreshing.get() | {id(self)})
+        token = _refreshing.set(_refreshing.get() | {claim.identity})
         try:
             try:
                 fresh = await run()
@@ -352,8 +370,10 @@ class Flight(Generic[T]):
                 return self._failed(error)
             return self._succeeded(generation, fresh)
         finally:
-            _refreshing.reset(token)
+            # Releasing first: the reset can meet another context (a refresher collected after
+            # its loop closed), and the claim must go whatever happens after.
             self._release(claim)
+            reset_quietly(_refreshing, token)
 
     # unasync source ends
     # unasync output begins
@@ -378,7 +398,7 @@ class Flight(Generic[T]):
             claim = self._claim(generation, urgent=urgent, first=False)
         if isinstance(claim, Outcome):
             return claim
-        token = _refreshing.set(_refreshing.get() | {id(self)})
+        token = _refreshing.set(_refreshing.get() | {claim.identity})
         try:
             try:
                 fresh = run()
@@ -387,8 +407,10 @@ class Flight(Generic[T]):
                 return self._failed(error)
             return self._succeeded(generation, fresh)
         finally:
-            _refreshing.reset(token)
+            # Releasing first: the reset can meet another context (a refresher collected after
+            # its loop closed), and the claim must go whatever happens after.
             self._release(claim)
+            reset_quietly(_refreshing, token)
 
     # unasync output ends
 
@@ -419,7 +441,7 @@ class Flight(Generic[T]):
                 return Outcome(current.value, None)
             running = self._running
             if running is not None:
-                if id(self) in _refreshing.get():
+                if running.identity in _refreshing.get():
                     return Outcome(None, _reentrant())
                 return _Waiting(running)
             cooling = self._cooling(urgent=urgent)

@@ -39,7 +39,14 @@ from ._events import (
     emit,
     logger,
 )
-from ._flight import Current, Handover, Outcome, call_in_thread_async, call_in_thread_sync
+from ._flight import (
+    Current,
+    Handover,
+    Outcome,
+    call_in_thread_async,
+    call_in_thread_sync,
+    reset_quietly,
+)
 from ._flight import trigger as reason
 from ._spec import epoch_seconds, reach
 
@@ -312,7 +319,7 @@ async def run_async(call: Refreshable, generation: int, stale: object, trigger: 
         _failed(call, generation, stale, error, began_at)
         raise
     finally:
-        reason.reset(why)
+        reset_quietly(reason, why)
     _succeeded(call, generation, stale, fresh, began_at)
     return fresh
 
@@ -345,7 +352,7 @@ def run_sync(call: Refreshable, generation: int, stale: object, trigger: Trigger
         _failed(call, generation, stale, error, began_at)
         raise
     finally:
-        reason.reset(why)
+        reset_quietly(reason, why)
     _succeeded(call, generation, stale, fresh, began_at)
     return fresh
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import threading
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import Script, SyncProvider, Unauthorized, checkpoint
+from conftest import AsyncProvider, Script, SyncProvider, Unauthorized, checkpoint
 
 from refresh_middleware import refresh_on_401
 from refresh_middleware._flight import Flight, Outcome, Signal, _after_fork_in_child
@@ -509,3 +510,69 @@ def test_setting_a_signal_skips_loops_that_have_closed(backend: str) -> None:
     signal.set()
 
     assert True is signal.wait_sync(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# loops that close
+
+
+def test_a_refresher_abandoned_by_a_closed_loop_and_collected_strands_no_later_caller() -> None:
+    """A loop closes while its task refreshes; when the abandoned refresher is collected (in
+    another context), the claim is released and the next caller runs the refresh."""
+    server = Server(callers=1)
+    started = threading.Event()
+
+    async def rebuild(stale: Both) -> Both:
+        server.refreshes += 1
+        if server.refreshes == 1:  # the first, in the loop about to close: never ends
+            started.set()
+            await asyncio.Event().wait()
+        server.valid += 1
+        return Both(server, server.valid)
+
+    provider = refresh_on_401(Both(server), refresh=rebuild, calls=("chat",))
+    closing = asyncio.new_event_loop()
+    task = closing.create_task(provider.chat("hello"))
+    closing.run_until_complete(asyncio.to_thread(started.wait, WAIT))
+    closing.close()  # the refreshing task is still pending: abandoned
+    del task
+    gc.collect()  # the refresher is closed here, in this context, not the task's
+
+    async def later() -> int:
+        with trio.fail_after(WAIT):
+            return await provider.chat("hello")
+
+    assert (2, 2) == (trio.run(later), server.refreshes)
+
+
+async def test_a_task_a_refresh_started_is_retried_during_a_later_refresh() -> None:
+    """A task started from inside one refresh outlives it; its 401 during a later refresh waits
+    for that refresh and is retried, instead of being taken for a re-entrant call."""
+    script = Script(valid_from=1)
+    script.chats.extend(["ok"] * 3)
+    second_started = trio.Event()
+    second_may_end = trio.Event()
+    answers: list[str] = []
+
+    async def background() -> None:
+        await second_started.wait()
+        answers.append(await provider.chat("x"))  # on generation 1, refused meanwhile
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        script.refreshes += 1
+        if script.refreshes == 1:
+            nursery.start_soon(background)  # started inside this refresh, lives on after it
+        else:
+            second_started.set()
+            await second_may_end.wait()
+        return AsyncProvider(script, stale.key + 1)
+
+    async with trio.open_nursery() as nursery:
+        provider = refresh_on_401(AsyncProvider(script), refresh=rebuild)
+        await provider.chat("x")
+        script.valid_from = 2  # the credentials of generation 1 expire
+        nursery.start_soon(provider.chat, "x")
+        await trio.testing.wait_all_tasks_blocked()
+        second_may_end.set()
+
+    assert (2, ["ok"]) == (script.refreshes, answers)
