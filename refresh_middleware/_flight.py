@@ -14,12 +14,17 @@ own, woken through its own loop; threads wait on a `threading.Event`. No loop is
 - Callers queued behind a refresh that fails share its failure instead of running it again;
   nothing keeps the failure once they are done (its traceback holds the stale provider).
 - A refresher that is cancelled (or interrupted) ends without a verdict: the first waiter to
-  look again runs the refresh itself, so nobody is stranded.
+  look again runs the refresh itself, so nobody is stranded. Its claim is released before
+  anything that can raise (a refresher collected after its loop closed, in another context).
+  One cancelled while a worker thread runs the host's `refresh` leaves the refresh to that
+  thread instead (`detach`): a second one would spend the same refresh token again.
 - After a failure the flight cools down: for a short, doubling, capped delay, new refreshes of
   the same generation get a `RefreshCooldownError` at once instead of hammering an auth server
   that is down. The first success clears it.
 - A refresh that calls the provider it refreshes (and meets a 401 there) gets a
-  `ReentrantRefreshError` at once instead of waiting for itself.
+  `ReentrantRefreshError` at once instead of waiting for itself. That is decided by the
+  identity of the one refresh running: a task the refresh started, outliving it, waits for
+  later refreshes like anyone else.
 - A process forked at any moment (even while a thread of the parent held the lock or ran a
   refresh) starts with a working flight.
 """
@@ -31,7 +36,7 @@ import contextvars
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 
 from ._backend import loop, now
 from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
@@ -41,10 +46,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Current",
+    "Detached",
     "Flight",
     "Handover",
     "Outcome",
     "Signal",
+    "Worker",
     "call_in_thread_async",
     "call_in_thread_sync",
     "reset_quietly",
@@ -173,33 +180,75 @@ class _Result(NamedTuple, Generic[R]):
     error: BaseException | None
 
 
-def _start_thread(function: Callable[[], R], done: Signal) -> list[_Result[R]]:
-    """Run `function` in a daemon thread with the caller's context; its result lands in a box.
+class Worker(Generic[R]):
+    """A plain function running in a daemon thread with the caller's context.
 
-    The thread may be abandoned (a timeout, a cancelled caller): being a daemon, it never keeps
-    the process alive. Whatever it raises, `KeyboardInterrupt` and `SystemExit` included, is
-    handed to the caller to raise as itself.
+    The thread may be abandoned (a timeout): being a daemon, it never keeps the process alive.
+    Whatever it raises, `KeyboardInterrupt` and `SystemExit` included, is handed to whoever
+    takes its result, to raise as itself. A caller that leaves while it runs (cancelled) can
+    hand its result on with `then` instead of throwing it away.
     """
-    box: list[_Result[R]] = []
-    context = contextvars.copy_context()
 
-    def run() -> None:
+    __slots__ = ("_lock", "_result", "_then", "done")
+
+    def __init__(self, function: Callable[[], R]) -> None:
+        self.done = Signal()
+        self._lock = threading.Lock()
+        self._result: _Result[R] | None = None
+        self._then: Callable[[Callable[[], R]], object] | None = None
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=self._run,
+            args=(context, function),
+            name="refresh_middleware refresh",
+            daemon=True,
+        ).start()
+
+    def _run(self, context: contextvars.Context, function: Callable[[], R]) -> None:
         try:
-            box.append(_Result(context.run(function), None))
-        except BaseException as error:  # noqa: BLE001 - handed over, to be raised by the caller
-            box.append(_Result(None, error))
-        finally:
-            done.set()
+            result: _Result[R] = _Result(context.run(function), None)
+        except BaseException as error:  # noqa: BLE001 - handed over, to be raised by the taker
+            result = _Result(None, error)
+        with self._lock:
+            self._result, then = result, self._then
+        self.done.set()
+        if then is not None:
+            then(self.result)
 
-    threading.Thread(target=run, name="refresh_middleware refresh", daemon=True).start()
-    return box
+    def result(self) -> R:
+        """What the function returned, or its error raised; once `done` is set."""
+        result = cast("_Result[R]", self._result)
+        if result.error is not None:
+            raise result.error
+        return cast("R", result.value)
 
+    async def wait_async(self) -> R:
+        """Wait for the thread in the running event loop, without blocking it; its result.
 
-def _unbox(box: list[_Result[R]]) -> R:
-    result = box[0]
-    if result.error is not None:
-        raise result.error
-    return result.value  # type: ignore[return-value]
+        Cancelling the caller leaves the thread running, so a timeout around this bounds it.
+        """
+        await self.done.wait_async()
+        return self.result()
+
+    def wait_sync(self, timeout: float) -> R:
+        """Wait for the thread at most `timeout` seconds; its result, or `TimeoutError`.
+
+        A thread cannot be interrupted: one that overruns is abandoned.
+        """
+        if not self.done.wait_sync(timeout):
+            raise TimeoutError
+        return self.result()
+
+    def then(self, callback: Callable[[Callable[[], R]], object]) -> None:
+        """Call `callback(result)` when the thread ends, in that thread (now, if it has ended).
+
+        `result` returns the function's value or raises its error; `callback` must not raise.
+        """
+        with self._lock:
+            if self._result is None:
+                self._then = callback
+                return
+        callback(self.result)
 
 
 async def call_in_thread_async(function: Callable[[], R]) -> R:
@@ -207,10 +256,7 @@ async def call_in_thread_async(function: Callable[[], R]) -> R:
 
     Cancelling the caller abandons the thread, so a timeout around this bounds it.
     """
-    done = Signal()
-    box = _start_thread(function, done)
-    await done.wait_async()
-    return _unbox(box)
+    return await Worker(function).wait_async()
 
 
 def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
@@ -218,11 +264,7 @@ def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
 
     A thread cannot be interrupted: one that overruns is abandoned and `TimeoutError` raised.
     """
-    done = Signal()
-    box = _start_thread(function, done)
-    if not done.wait_sync(timeout):
-        raise TimeoutError
-    return _unbox(box)
+    return Worker(function).wait_sync(timeout)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,12 +317,14 @@ class _Running:
     the frames of its traceback, which hold the stale provider) goes when they are done.
     """
 
-    __slots__ = ("done", "failure", "generation", "identity")
+    __slots__ = ("detached", "done", "failure", "generation", "identity")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.done = Signal()
         self.failure: Exception | None = None
+        self.detached = False
+        """True once the refresher left and whoever has the result settles the refresh."""
         self.identity = object()
         """What the contexts running this refresh hold in `_refreshing`: it ends with it."""
 
@@ -340,6 +384,16 @@ class Flight(Generic[T]):
         asked_for, count = self._asked
         return count if asked_for == generation else 0
 
+    def detach(self) -> Detached[T]:
+        """Let the refresh this caller runs outlive it: its claim stays until it is settled.
+
+        For a refresher that is cancelled while a worker thread runs the host's `refresh`:
+        the thread goes on, and its result, not a second refresh, is what the waiters get.
+        """
+        claim = cast("_Running", self._running)
+        claim.detached = True
+        return Detached(self, claim)
+
     # unasync source begins
 
     async def refresh_async(
@@ -371,8 +425,10 @@ class Flight(Generic[T]):
             return self._succeeded(generation, fresh)
         finally:
             # Releasing first: the reset can meet another context (a refresher collected after
-            # its loop closed), and the claim must go whatever happens after.
-            self._release(claim)
+            # its loop closed), and the claim must go whatever happens after. A detached refresh
+            # keeps it: a thread still runs it, whose result the waiters get.
+            if not claim.detached:
+                self._release(claim)
             reset_quietly(_refreshing, token)
 
     # unasync source ends
@@ -408,8 +464,10 @@ class Flight(Generic[T]):
             return self._succeeded(generation, fresh)
         finally:
             # Releasing first: the reset can meet another context (a refresher collected after
-            # its loop closed), and the claim must go whatever happens after.
-            self._release(claim)
+            # its loop closed), and the claim must go whatever happens after. A detached refresh
+            # keeps it: a thread still runs it, whose result the waiters get.
+            if not claim.detached:
+                self._release(claim)
             reset_quietly(_refreshing, token)
 
     # unasync output ends
@@ -486,6 +544,42 @@ class Flight(Generic[T]):
             if self._running is claim:
                 self._running = None
         claim.done.set()
+
+
+class Detached(Generic[T]):
+    """A refresh whose refresher left while it ran: settled once, by whoever ends it first."""
+
+    __slots__ = ("_claim", "_flight", "_lock", "_settled")
+
+    def __init__(self, flight: Flight[T], claim: _Running) -> None:
+        self._flight = flight
+        self._claim = claim
+        self._lock = threading.Lock()
+        self._settled = False
+
+    @property
+    def generation(self) -> int:
+        """The generation being refreshed."""
+        return self._claim.generation
+
+    def settle(self, end: Callable[[], Outcome[T] | None]) -> None:
+        """Settle the refresh with `end()`, once: the thread's end and a timeout race for it.
+
+        `end` says how the refresh ended (None: without a verdict, the next caller refreshes);
+        the waiters are woken after it returned.
+        """
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+        flight, claim = self._flight, self._claim
+        outcome = end()
+        if outcome is not None and outcome.error is not None:
+            claim.failure = outcome.error
+            flight._failed(outcome.error)  # noqa: SLF001 - the flight's own step, settled late
+        elif outcome is not None:
+            flight._succeeded(claim.generation, cast("T", outcome.value))  # noqa: SLF001
+        flight._release(claim)  # noqa: SLF001
 
 
 def _reentrant() -> ReentrantRefreshError:
