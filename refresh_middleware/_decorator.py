@@ -43,7 +43,10 @@ class _Flights:
             by_id, key = self.by_id, id(instance)
             ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
             with self._lock:  # racing threads must agree on one flight
-                entry = by_id.setdefault(key, (ref, Flight(None, cooldown=options.cooldown)))
+                entry = by_id.setdefault(
+                    key,
+                    (ref, Flight(None, cooldown=options.cooldown, clock=options.cooldown_clock)),
+                )
         return entry[1]
 
 

@@ -35,10 +35,11 @@ import contextlib
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 
-from ._backend import loop, now
+from ._backend import loop
 from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
 
 if TYPE_CHECKING:
@@ -336,9 +337,8 @@ class _Waiting(NamedTuple):
 
 
 class _Cooldown(NamedTuple):
-    """After a failed refresh: the clock it failed on, when, and how long new ones wait."""
+    """After a failed refresh: when it failed, on the flight's clock, and how long new ones wait."""
 
-    clock: object
     failed_at: float
     delay: float
 
@@ -354,6 +354,7 @@ class Flight(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_asked",
+        "_clock",
         "_cooldown",
         "_epoch",
         "_lock",
@@ -363,10 +364,19 @@ class Flight(Generic[T]):
         "handover",
     )
 
-    def __init__(self, value: T, *, cooldown: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        value: T,
+        *,
+        cooldown: tuple[float, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.current: Current[T] = Current(0, value)
         self.cooldown = cooldown
         """`(first, cap)` seconds: how long new refreshes wait after a failed one, or None."""
+        self._clock = clock
+        """What the cooldown is timed on: one clock for the credential, whichever thread, trio
+        run or asyncio loop saw the failure and whichever asks next."""
         self.handover = Handover(0, 0)
         """How deep into the windows before expiry the newest credentials were when handed over."""
         self._lock = threading.Lock()
@@ -515,9 +525,9 @@ class Flight(Generic[T]):
         delay = cooldown.delay
         if urgent and self.cooldown is not None:
             delay = min(delay, self.cooldown[0])
-        clock, moment = now()
+        moment = self._clock()
         until = cooldown.failed_at + delay
-        if clock is not cooldown.clock or moment >= until:
+        if moment >= until:
             return None
         return RefreshCooldownError(
             "the last refresh failed moments ago, and the next is not tried for "
@@ -536,7 +546,7 @@ class Flight(Generic[T]):
             with self._lock:
                 previous = self._cooldown
                 delay = first if previous is None else min(cap, previous.delay * 2)
-                self._cooldown = _Cooldown(*now(), delay)
+                self._cooldown = _Cooldown(self._clock(), delay)
         return Outcome(None, error)
 
     def _release(self, claim: _Running) -> None:

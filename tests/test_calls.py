@@ -262,7 +262,7 @@ async def test_a_later_401_after_the_cooldown_refreshes_again(
     mode: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A failure is not sticky: the first 401 after the cooldown runs a refresh of its own."""
-    harness = Harness(mode, "async")
+    harness = Harness(mode, "async", clock=trio.current_time)
     harness.script.valid_from = 1
     harness.script.refresh_error = OSError("auth server down")
     with pytest.raises(Unauthorized):
