@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Current",
+    "Declined",
     "Detached",
     "Flight",
     "Handover",
@@ -311,6 +312,18 @@ advisory window: someone else is on it, carry on) from one that must wait for fr
 credentials; `refresh_middleware.shared` takes its fleet lock accordingly."""
 
 
+class Declined(Exception):  # noqa: N818 - not an error of its own: it carries one
+    """Raised by a refresh that this caller cannot run at all: no refresh, so no verdict.
+
+    A sync call cannot await a coroutine `refresh`: it fails alone, with `reason`, while the
+    flight records nothing (no failure to share, no cooldown) and the next caller refreshes.
+    """
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 class _Running:
     """A refresh in progress: its generation, the signal of its end, and its failure if any.
 
@@ -429,6 +442,8 @@ class Flight(Generic[T]):
         try:
             try:
                 fresh = await run()
+            except Declined as declined:
+                return Outcome(None, declined.reason)
             except Exception as error:  # noqa: BLE001 - shared with every waiter
                 claim.failure = error
                 return self._failed(error)
@@ -468,6 +483,8 @@ class Flight(Generic[T]):
         try:
             try:
                 fresh = run()
+            except Declined as declined:
+                return Outcome(None, declined.reason)
             except Exception as error:  # noqa: BLE001 - shared with every waiter
                 claim.failure = error
                 return self._failed(error)

@@ -43,6 +43,7 @@ from ._events import (
 )
 from ._flight import (
     Current,
+    Declined,
     Handover,
     Outcome,
     Worker,
@@ -360,8 +361,6 @@ def bounded_sync(call: Refreshable, stale: object) -> Any:
     With a timeout the refresh runs in a helper thread, abandoned when it overruns.
     """
     options = call.method.options
-    if options.refresh_is_async:
-        raise _sync_refresh_of_async(call)
     refresh, timeout = options.refresh, options.refresh_timeout
     if timeout is None:
         result = refresh(stale)
@@ -378,11 +377,25 @@ def bounded_sync(call: Refreshable, stale: object) -> Any:
     return result
 
 
+def _runs_here_async(call: Refreshable) -> None:
+    """Any `refresh` can run in async code: a coroutine one is awaited, a plain one threaded."""
+
+
+def _runs_here_sync(call: Refreshable) -> None:
+    """A coroutine `refresh` cannot run in sync code: that call fails alone (`Declined`).
+
+    Nothing ran, so nothing is reported and no cooldown starts: an async caller refreshes.
+    """
+    if call.method.options.refresh_is_async:
+        raise Declined(_sync_refresh_of_async(call))
+
+
 # unasync source begins
 
 
 async def run_async(call: Refreshable, generation: int, stale: object, trigger: Trigger) -> Any:
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    _runs_here_async(call)
     began_at = _began(call, generation, stale, trigger)
     why = reason.set(trigger)
     try:
@@ -416,6 +429,7 @@ async def ready_async(call: Refreshable) -> Current[Any]:
 
 def run_sync(call: Refreshable, generation: int, stale: object, trigger: Trigger) -> Any:
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    _runs_here_sync(call)
     began_at = _began(call, generation, stale, trigger)
     why = reason.set(trigger)
     try:
