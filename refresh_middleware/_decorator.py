@@ -180,7 +180,8 @@ def refresh_on_401(target: Any = None, /, *, refresh: Any, **options: Any) -> An
               raises are logged and ignored.
             - `expires_at`: turns on proactive refresh: called with the provider, returns when
               its credentials expire (a time on `clock`, or an aware `datetime`), or None.
-            - `clock`: the clock `expires_at` reads on (default `time.time`).
+            - `clock`: the clock `expires_at` reads on (default `time.time`); a clock given is
+              also the one the cooldown is timed on (by default `time.monotonic`).
             - `refresh_ahead`: `(advisory, mandatory)` seconds before expiry (default
               `(120, 30)`). In the advisory window one caller refreshes while the others go
               on; in the mandatory one everyone waits, and a failure raises `RefreshError`.

@@ -367,6 +367,7 @@ class Flight(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_asked",
+        "_cleared",
         "_clock",
         "_cooldown",
         "_epoch",
@@ -396,6 +397,7 @@ class Flight(Generic[T]):
         self._epoch = _fork_epoch
         self._running: _Running | None = None
         self._cooldown: _Cooldown | None = None
+        self._cleared: tuple[int, _Cooldown | None] = (0, None)
         self._asked = (0, 0)  # (generation, how many callers asked to refresh it)
 
     def busy(self) -> bool:
@@ -554,17 +556,35 @@ class Flight(Generic[T]):
     def _succeeded(self, generation: int, fresh: T) -> Outcome[T]:
         with self._lock:
             self.current = Current(generation + 1, fresh)
+            # Kept aside: should the fresh credentials be refused at once, the refresh achieved
+            # nothing, and the cooldown goes on from where it was (`refused`).
+            self._cleared = (generation + 1, self._cooldown)
             self._cooldown = None
         return Outcome(fresh, None)
 
     def _failed(self, error: Exception) -> Outcome[T]:
+        with self._lock:
+            self._cool(self._cooldown)
+        return Outcome(None, error)
+
+    def refused(self, generation: int) -> None:
+        """The credentials of `generation` were refused right after the refresh that made them.
+
+        That refresh achieved nothing: new refreshes cool down as after a failed one, rather
+        than fetching credentials the provider refuses once per call. Callers refused together
+        count once.
+        """
+        with self._lock:
+            if self.current.generation == generation and self._cooldown is None:
+                cleared_at, cleared = self._cleared
+                self._cool(cleared if cleared_at == generation else None)
+
+    def _cool(self, previous: _Cooldown | None) -> None:
+        """Start the cooldown after a failure (under the lock), doubling `previous`'s delay."""
         if self.cooldown is not None:
             first, cap = self.cooldown
-            with self._lock:
-                previous = self._cooldown
-                delay = first if previous is None else min(cap, previous.delay * 2)
-                self._cooldown = _Cooldown(self._clock(), delay)
-        return Outcome(None, error)
+            delay = first if previous is None else min(cap, previous.delay * 2)
+            self._cooldown = _Cooldown(self._clock(), delay)
 
     def _release(self, claim: _Running) -> None:
         with self._lock:

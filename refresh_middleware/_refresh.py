@@ -63,6 +63,7 @@ __all__ = [
     "check_replacement",
     "ready_async",
     "ready_sync",
+    "refused_again",
     "run_async",
     "run_sync",
     "unwrapped",
@@ -243,6 +244,27 @@ def _failed(
         describe(error) if isinstance(error, RefreshError) else type(error).__name__,
     )
     emit(options.on_event, event)
+
+
+def refused_again(
+    call: Refreshable, generation: int, error: BaseException, *, retried: bool
+) -> None:
+    """A call's last attempt failed: said, if it was a retry on fresh credentials met by a 401.
+
+    `retried` is True when that attempt, on `generation`, followed a refresh. Then the refresh
+    brought back credentials the provider still refuses: the 401 gets a note, the
+    log a warning, and the flight cools down as after a failed refresh (`Flight.refused`).
+    """
+    if not retried or not call.method.options.is_unauthorized(error):
+        return
+    error.add_note(f"refresh_middleware: refused again after a refresh to generation {generation}")
+    logger.warning(
+        "refresh_middleware: %s credentials of generation %d were refused right after the "
+        "refresh that made them",
+        type(call.current().value).__name__,
+        generation,
+    )
+    call.flight.refused(generation)
 
 
 def _timed_out(timeout: float) -> RefreshTimeoutError:

@@ -272,6 +272,70 @@ async def test_the_cooldown_runs_on_the_clock_given() -> None:
     assert [1000.0, 1005.0] == calls
 
 
+def refused_every_time(refreshed_at: list[float], **options: Any) -> Any:
+    """An async provider whose every refresh succeeds but brings back credentials still refused."""
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        refreshed_at.append(trio.current_time())
+        return AsyncProvider(stale.script, stale.key + 1)
+
+    return refresh_on_401(
+        AsyncProvider(Script(valid_from=10**6)), refresh=rebuild, clock=trio.current_time, **options
+    )
+
+
+async def test_a_401_right_after_a_refresh_says_it_was_refused_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The retry on fresh credentials meets a 401 again: the final 401 says so."""
+    provider = refused_every_time([])
+
+    with pytest.raises(Unauthorized) as caught:
+        await provider.chat("x")
+
+    assert ["refresh_middleware: refused again after a refresh to generation 1"] == (
+        caught.value.__notes__
+    )
+
+
+async def test_credentials_refused_right_after_their_refresh_cool_down_as_a_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A refresh that achieved nothing is a failure for the cooldown: later 401s do not refresh
+    again at once, and each such refresh doubles the wait."""
+    refreshed_at: list[float] = []
+    provider = refused_every_time(refreshed_at, cooldown=(1, 8))
+    start = trio.current_time()
+    while trio.current_time() - start < 4:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+        await trio.sleep(0.5)
+
+    assert [0, 1, 3] == [round(moment - start, 1) for moment in refreshed_at]
+
+
+async def test_callers_refused_together_after_one_refresh_cool_down_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Callers that shared one refresh and were all refused start the first delay, not one
+    doubling each."""
+    refreshed_at: list[float] = []
+    provider = refused_every_time(refreshed_at, cooldown=(1, 8))
+
+    async def chat() -> None:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(chat)
+    await trio.sleep(1)
+    await chat()
+
+    assert [0, 1] == [round(moment - start, 1) for moment in refreshed_at]
+
+
 async def test_without_a_cooldown_every_401_refreshes(mode: str) -> None:
     """cooldown=None lets every 401 after a failure try again."""
     calls: list[int] = []
