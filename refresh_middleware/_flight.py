@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 import time
@@ -417,7 +418,15 @@ class Flight(Generic[T]):
         """
         claim = cast("_Running", self._running)
         claim.detached = True
-        return Detached(self, claim)
+        return Detached(claim.generation, functools.partial(self._finish_detached, claim))
+
+    def _finish_detached(self, claim: _Running, outcome: Outcome[T] | None) -> None:
+        if outcome is not None and outcome.error is not None:
+            claim.failure = outcome.error
+            self._failed(outcome.error)
+        elif outcome is not None:
+            self._succeeded(claim.generation, cast("T", outcome.value))
+        self._release(claim)
 
     # unasync source begins
 
@@ -596,18 +605,14 @@ class Flight(Generic[T]):
 class Detached(Generic[T]):
     """A refresh whose refresher left while it ran: settled once, by whoever ends it first."""
 
-    __slots__ = ("_claim", "_flight", "_lock", "_settled")
+    __slots__ = ("_finish", "_lock", "_settled", "generation")
 
-    def __init__(self, flight: Flight[T], claim: _Running) -> None:
-        self._flight = flight
-        self._claim = claim
+    def __init__(self, generation: int, finish: Callable[[Outcome[T] | None], None]) -> None:
+        self.generation = generation
+        """The generation being refreshed."""
+        self._finish = finish
         self._lock = threading.Lock()
         self._settled = False
-
-    @property
-    def generation(self) -> int:
-        """The generation being refreshed."""
-        return self._claim.generation
 
     def settle(self, end: Callable[[], Outcome[T] | None]) -> None:
         """Settle the refresh with `end()`, once: the thread's end and a timeout race for it.
@@ -619,14 +624,7 @@ class Detached(Generic[T]):
             if self._settled:
                 return
             self._settled = True
-        flight, claim = self._flight, self._claim
-        outcome = end()
-        if outcome is not None and outcome.error is not None:
-            claim.failure = outcome.error
-            flight._failed(outcome.error)  # noqa: SLF001 - the flight's own step, settled late
-        elif outcome is not None:
-            flight._succeeded(claim.generation, cast("T", outcome.value))  # noqa: SLF001
-        flight._release(claim)  # noqa: SLF001
+        self._finish(end())
 
 
 def _reentrant() -> ReentrantRefreshError:
