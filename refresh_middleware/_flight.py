@@ -422,8 +422,7 @@ class Flight(Generic[T]):
 
     def _finish_detached(self, claim: _Running, outcome: Outcome[T] | None) -> None:
         if outcome is not None and outcome.error is not None:
-            claim.failure = outcome.error
-            self._failed(outcome.error)
+            self._failed(claim, outcome.error)
         elif outcome is not None:
             self._succeeded(claim.generation, cast("T", outcome.value))
         self._release(claim)
@@ -453,18 +452,14 @@ class Flight(Generic[T]):
         try:
             try:
                 fresh = await run()
-            except Declined as declined:
-                return Outcome(None, declined.reason)
             except Exception as error:  # noqa: BLE001 - shared with every waiter
-                claim.failure = error
-                return self._failed(error)
+                return self._failed(claim, error)
             return self._succeeded(generation, fresh)
         finally:
             # Releasing first: the reset can meet another context (a refresher collected after
             # its loop closed), and the claim must go whatever happens after. A detached refresh
             # keeps it: a thread still runs it, whose result the waiters get.
-            if not claim.detached:
-                self._release(claim)
+            self._leave(claim)
             reset_quietly(_refreshing, token)
 
     # unasync source ends
@@ -494,18 +489,14 @@ class Flight(Generic[T]):
         try:
             try:
                 fresh = run()
-            except Declined as declined:
-                return Outcome(None, declined.reason)
             except Exception as error:  # noqa: BLE001 - shared with every waiter
-                claim.failure = error
-                return self._failed(error)
+                return self._failed(claim, error)
             return self._succeeded(generation, fresh)
         finally:
             # Releasing first: the reset can meet another context (a refresher collected after
             # its loop closed), and the claim must go whatever happens after. A detached refresh
             # keeps it: a thread still runs it, whose result the waiters get.
-            if not claim.detached:
-                self._release(claim)
+            self._leave(claim)
             reset_quietly(_refreshing, token)
 
     # unasync output ends
@@ -571,7 +562,10 @@ class Flight(Generic[T]):
             self._cooldown = None
         return Outcome(fresh, None)
 
-    def _failed(self, error: Exception) -> Outcome[T]:
+    def _failed(self, claim: _Running, error: Exception) -> Outcome[T]:
+        if isinstance(error, Declined):  # nothing ran: no verdict, the caller fails alone
+            return Outcome(None, error.reason)
+        claim.failure = error
         with self._lock:
             self._cool(self._cooldown)
         return Outcome(None, error)
@@ -594,6 +588,11 @@ class Flight(Generic[T]):
             first, cap = self.cooldown
             delay = first if previous is None else min(cap, previous.delay * 2)
             self._cooldown = _Cooldown(self._clock(), delay)
+
+    def _leave(self, claim: _Running) -> None:
+        """The refresher leaves: its claim goes, unless a detached refresh keeps it."""
+        if not claim.detached:
+            self._release(claim)
 
     def _release(self, claim: _Running) -> None:
         with self._lock:
