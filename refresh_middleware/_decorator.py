@@ -44,7 +44,10 @@ class _Flights:
             by_id, key = self.by_id, id(instance)
             ref = weakref.ref(instance, lambda _: by_id.pop(key, None))
             with self._lock:  # racing threads must agree on one flight
-                entry = by_id.setdefault(key, (ref, Flight(None, cooldown=options.cooldown)))
+                entry = by_id.setdefault(
+                    key,
+                    (ref, Flight(None, cooldown=options.cooldown, clock=options.cooldown_clock)),
+                )
         return entry[1]
 
 
@@ -185,7 +188,8 @@ def refresh_on_401(target: Any = _NO_TARGET, /, *, refresh: Any, **options: Any)
               raises are logged and ignored.
             - `expires_at`: turns on proactive refresh: called with the provider, returns when
               its credentials expire (a time on `clock`, or an aware `datetime`), or None.
-            - `clock`: the clock `expires_at` reads on (default `time.time`).
+            - `clock`: the clock `expires_at` reads on (default `time.time`); a clock given is
+              also the one the cooldown is timed on (by default `time.monotonic`).
             - `refresh_ahead`: `(advisory, mandatory)` seconds before expiry (default
               `(120, 30)`). In the advisory window one caller refreshes while the others go
               on; in the mandatory one everyone waits, and a failure raises `RefreshError`.

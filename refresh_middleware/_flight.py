@@ -14,25 +14,33 @@ own, woken through its own loop; threads wait on a `threading.Event`. No loop is
 - Callers queued behind a refresh that fails share its failure instead of running it again;
   nothing keeps the failure once they are done (its traceback holds the stale provider).
 - A refresher that is cancelled (or interrupted) ends without a verdict: the first waiter to
-  look again runs the refresh itself, so nobody is stranded.
+  look again runs the refresh itself, so nobody is stranded. Its claim is released before
+  anything that can raise (a refresher collected after its loop closed, in another context).
+  One cancelled while a worker thread runs the host's `refresh` leaves the refresh to that
+  thread instead (`detach`): a second one would spend the same refresh token again.
 - After a failure the flight cools down: for a short, doubling, capped delay, new refreshes of
   the same generation get a `RefreshCooldownError` at once instead of hammering an auth server
   that is down. The first success clears it.
 - A refresh that calls the provider it refreshes (and meets a 401 there) gets a
-  `ReentrantRefreshError` at once instead of waiting for itself.
+  `ReentrantRefreshError` at once instead of waiting for itself. That is decided by the
+  identity of the one refresh running: a task the refresh started, outliving it, waits for
+  later refreshes like anyone else.
 - A process forked at any moment (even while a thread of the parent held the lock or ran a
   refresh) starts with a working flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 
-from ._backend import loop, now
+from ._backend import loop
 from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
 
 if TYPE_CHECKING:
@@ -40,12 +48,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Current",
+    "Declined",
+    "Detached",
     "Flight",
     "Handover",
     "Outcome",
     "Signal",
+    "Worker",
     "call_in_thread_async",
     "call_in_thread_sync",
+    "reset_quietly",
     "trigger",
 ]
 
@@ -171,33 +183,75 @@ class _Result(NamedTuple, Generic[R]):
     error: BaseException | None
 
 
-def _start_thread(function: Callable[[], R], done: Signal) -> list[_Result[R]]:
-    """Run `function` in a daemon thread with the caller's context; its result lands in a box.
+class Worker(Generic[R]):
+    """A plain function running in a daemon thread with the caller's context.
 
-    The thread may be abandoned (a timeout, a cancelled caller): being a daemon, it never keeps
-    the process alive. Whatever it raises, `KeyboardInterrupt` and `SystemExit` included, is
-    handed to the caller to raise as itself.
+    The thread may be abandoned (a timeout): being a daemon, it never keeps the process alive.
+    Whatever it raises, `KeyboardInterrupt` and `SystemExit` included, is handed to whoever
+    takes its result, to raise as itself. A caller that leaves while it runs (cancelled) can
+    hand its result on with `then` instead of throwing it away.
     """
-    box: list[_Result[R]] = []
-    context = contextvars.copy_context()
 
-    def run() -> None:
+    __slots__ = ("_lock", "_result", "_then", "done")
+
+    def __init__(self, function: Callable[[], R]) -> None:
+        self.done = Signal()
+        self._lock = threading.Lock()
+        self._result: _Result[R] | None = None
+        self._then: Callable[[Callable[[], R]], object] | None = None
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=self._run,
+            args=(context, function),
+            name="refresh_middleware refresh",
+            daemon=True,
+        ).start()
+
+    def _run(self, context: contextvars.Context, function: Callable[[], R]) -> None:
         try:
-            box.append(_Result(context.run(function), None))
-        except BaseException as error:  # noqa: BLE001 - handed over, to be raised by the caller
-            box.append(_Result(None, error))
-        finally:
-            done.set()
+            result: _Result[R] = _Result(context.run(function), None)
+        except BaseException as error:  # noqa: BLE001 - handed over, to be raised by the taker
+            result = _Result(None, error)
+        with self._lock:
+            self._result, then = result, self._then
+        self.done.set()
+        if then is not None:
+            then(self.result)
 
-    threading.Thread(target=run, name="refresh_middleware refresh", daemon=True).start()
-    return box
+    def result(self) -> R:
+        """What the function returned, or its error raised; once `done` is set."""
+        result = cast("_Result[R]", self._result)
+        if result.error is not None:
+            raise result.error
+        return cast("R", result.value)
 
+    async def wait_async(self) -> R:
+        """Wait for the thread in the running event loop, without blocking it; its result.
 
-def _unbox(box: list[_Result[R]]) -> R:
-    result = box[0]
-    if result.error is not None:
-        raise result.error
-    return result.value  # type: ignore[return-value]
+        Cancelling the caller leaves the thread running, so a timeout around this bounds it.
+        """
+        await self.done.wait_async()
+        return self.result()
+
+    def wait_sync(self, timeout: float) -> R:
+        """Wait for the thread at most `timeout` seconds; its result, or `TimeoutError`.
+
+        A thread cannot be interrupted: one that overruns is abandoned.
+        """
+        if not self.done.wait_sync(timeout):
+            raise TimeoutError
+        return self.result()
+
+    def then(self, callback: Callable[[Callable[[], R]], object]) -> None:
+        """Call `callback(result)` when the thread ends, in that thread (now, if it has ended).
+
+        `result` returns the function's value or raises its error; `callback` must not raise.
+        """
+        with self._lock:
+            if self._result is None:
+                self._then = callback
+                return
+        callback(self.result)
 
 
 async def call_in_thread_async(function: Callable[[], R]) -> R:
@@ -205,10 +259,7 @@ async def call_in_thread_async(function: Callable[[], R]) -> R:
 
     Cancelling the caller abandons the thread, so a timeout around this bounds it.
     """
-    done = Signal()
-    box = _start_thread(function, done)
-    await done.wait_async()
-    return _unbox(box)
+    return await Worker(function).wait_async()
 
 
 def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
@@ -216,11 +267,7 @@ def call_in_thread_sync(function: Callable[[], R], timeout: float) -> R:
 
     A thread cannot be interrupted: one that overruns is abandoned and `TimeoutError` raised.
     """
-    done = Signal()
-    box = _start_thread(function, done)
-    if not done.wait_sync(timeout):
-        raise TimeoutError
-    return _unbox(box)
+    return Worker(function).wait_sync(timeout)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,10 +284,24 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-_refreshing: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+_refreshing: contextvars.ContextVar[frozenset[object]] = contextvars.ContextVar(
     "refresh_middleware_refreshing", default=frozenset()
 )
-"""The flights (by id) whose refresh the current context is running."""
+"""The refreshes the current context runs, each by an identity made for it and never reused.
+
+A task that a refresh starts inherits this value for life; since it names that one refresh,
+the task is "inside the refresh" only while that refresh runs, not during later ones."""
+
+
+def reset_quietly(variable: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo `variable.set()`, unless this is another context than the one that set it.
+
+    A coroutine abandoned by a closed loop is closed later by the garbage collector, in
+    whatever context runs then: there the reset raises, and nothing is left to undo.
+    """
+    with contextlib.suppress(ValueError):
+        variable.reset(token)
+
 
 trigger: contextvars.ContextVar[Trigger] = contextvars.ContextVar(
     "refresh_middleware_trigger", default=UNAUTHORIZED
@@ -252,6 +313,18 @@ advisory window: someone else is on it, carry on) from one that must wait for fr
 credentials; `refresh_middleware.shared` takes its fleet lock accordingly."""
 
 
+class Declined(Exception):  # noqa: N818 - not an error of its own: it carries one
+    """Raised by a refresh that this caller cannot run at all: no refresh, so no verdict.
+
+    A sync call cannot await a coroutine `refresh`: it fails alone, with `reason`, while the
+    flight records nothing (no failure to share, no cooldown) and the next caller refreshes.
+    """
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 class _Running:
     """A refresh in progress: its generation, the signal of its end, and its failure if any.
 
@@ -259,12 +332,16 @@ class _Running:
     the frames of its traceback, which hold the stale provider) goes when they are done.
     """
 
-    __slots__ = ("done", "failure", "generation")
+    __slots__ = ("detached", "done", "failure", "generation", "identity")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.done = Signal()
         self.failure: Exception | None = None
+        self.detached = False
+        """True once the refresher left and whoever has the result settles the refresh."""
+        self.identity = object()
+        """What the contexts running this refresh hold in `_refreshing`: it ends with it."""
 
 
 class _Waiting(NamedTuple):
@@ -274,9 +351,8 @@ class _Waiting(NamedTuple):
 
 
 class _Cooldown(NamedTuple):
-    """After a failed refresh: the clock it failed on, when, and how long new ones wait."""
+    """After a failed refresh: when it failed, on the flight's clock, and how long new ones wait."""
 
-    clock: object
     failed_at: float
     delay: float
 
@@ -292,6 +368,8 @@ class Flight(Generic[T]):
     __slots__ = (
         "__weakref__",
         "_asked",
+        "_cleared",
+        "_clock",
         "_cooldown",
         "_epoch",
         "_lock",
@@ -301,16 +379,26 @@ class Flight(Generic[T]):
         "handover",
     )
 
-    def __init__(self, value: T, *, cooldown: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        value: T,
+        *,
+        cooldown: tuple[float, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.current: Current[T] = Current(0, value)
         self.cooldown = cooldown
         """`(first, cap)` seconds: how long new refreshes wait after a failed one, or None."""
+        self._clock = clock
+        """What the cooldown is timed on: one clock for the credential, whichever thread, trio
+        run or asyncio loop saw the failure and whichever asks next."""
         self.handover = Handover(0, 0)
         """How deep into the windows before expiry the newest credentials were when handed over."""
         self._lock = threading.Lock()
         self._epoch = _fork_epoch
         self._running: _Running | None = None
         self._cooldown: _Cooldown | None = None
+        self._cleared: tuple[int, _Cooldown | None] = (0, None)
         self._asked = (0, 0)  # (generation, how many callers asked to refresh it)
 
     def busy(self) -> bool:
@@ -321,6 +409,23 @@ class Flight(Generic[T]):
         """How many callers asked to refresh `generation` so far."""
         asked_for, count = self._asked
         return count if asked_for == generation else 0
+
+    def detach(self) -> Detached[T]:
+        """Let the refresh this caller runs outlive it: its claim stays until it is settled.
+
+        For a refresher that is cancelled while a worker thread runs the host's `refresh`:
+        the thread goes on, and its result, not a second refresh, is what the waiters get.
+        """
+        claim = cast("_Running", self._running)
+        claim.detached = True
+        return Detached(claim.generation, functools.partial(self._finish_detached, claim))
+
+    def _finish_detached(self, claim: _Running, outcome: Outcome[T] | None) -> None:
+        if outcome is not None and outcome.error is not None:
+            self._failed(claim, outcome.error)
+        elif outcome is not None:
+            self._succeeded(claim.generation, cast("T", outcome.value))
+        self._release(claim)
 
     # unasync source begins
 
@@ -343,17 +448,19 @@ class Flight(Generic[T]):
             claim = self._claim(generation, urgent=urgent, first=False)
         if isinstance(claim, Outcome):
             return claim
-        token = _refreshing.set(_refreshing.get() | {id(self)})
+        token = _refreshing.set(_refreshing.get() | {claim.identity})
         try:
             try:
                 fresh = await run()
             except Exception as error:  # noqa: BLE001 - shared with every waiter
-                claim.failure = error
-                return self._failed(error)
+                return self._failed(claim, error)
             return self._succeeded(generation, fresh)
         finally:
-            _refreshing.reset(token)
-            self._release(claim)
+            # Releasing first: the reset can meet another context (a refresher collected after
+            # its loop closed), and the claim must go whatever happens after. A detached refresh
+            # keeps it: a thread still runs it, whose result the waiters get.
+            self._leave(claim)
+            reset_quietly(_refreshing, token)
 
     # unasync source ends
     # unasync output begins
@@ -378,17 +485,19 @@ class Flight(Generic[T]):
             claim = self._claim(generation, urgent=urgent, first=False)
         if isinstance(claim, Outcome):
             return claim
-        token = _refreshing.set(_refreshing.get() | {id(self)})
+        token = _refreshing.set(_refreshing.get() | {claim.identity})
         try:
             try:
                 fresh = run()
             except Exception as error:  # noqa: BLE001 - shared with every waiter
-                claim.failure = error
-                return self._failed(error)
+                return self._failed(claim, error)
             return self._succeeded(generation, fresh)
         finally:
-            _refreshing.reset(token)
-            self._release(claim)
+            # Releasing first: the reset can meet another context (a refresher collected after
+            # its loop closed), and the claim must go whatever happens after. A detached refresh
+            # keeps it: a thread still runs it, whose result the waiters get.
+            self._leave(claim)
+            reset_quietly(_refreshing, token)
 
     # unasync output ends
 
@@ -419,7 +528,7 @@ class Flight(Generic[T]):
                 return Outcome(current.value, None)
             running = self._running
             if running is not None:
-                if id(self) in _refreshing.get():
+                if running.identity in _refreshing.get():
                     return Outcome(None, _reentrant())
                 return _Waiting(running)
             cooling = self._cooling(urgent=urgent)
@@ -435,9 +544,9 @@ class Flight(Generic[T]):
         delay = cooldown.delay
         if urgent and self.cooldown is not None:
             delay = min(delay, self.cooldown[0])
-        clock, moment = now()
+        moment = self._clock()
         until = cooldown.failed_at + delay
-        if clock is not cooldown.clock or moment >= until:
+        if moment >= until:
             return None
         return RefreshCooldownError(
             "the last refresh failed moments ago, and the next is not tried for "
@@ -447,23 +556,74 @@ class Flight(Generic[T]):
     def _succeeded(self, generation: int, fresh: T) -> Outcome[T]:
         with self._lock:
             self.current = Current(generation + 1, fresh)
+            # Kept aside: should the fresh credentials be refused at once, the refresh achieved
+            # nothing, and the cooldown goes on from where it was (`refused`).
+            self._cleared = (generation + 1, self._cooldown)
             self._cooldown = None
         return Outcome(fresh, None)
 
-    def _failed(self, error: Exception) -> Outcome[T]:
+    def _failed(self, claim: _Running, error: Exception) -> Outcome[T]:
+        if isinstance(error, Declined):  # nothing ran: no verdict, the caller fails alone
+            return Outcome(None, error.reason)
+        claim.failure = error
+        with self._lock:
+            self._cool(self._cooldown)
+        return Outcome(None, error)
+
+    def refused(self, generation: int) -> None:
+        """The credentials of `generation` were refused right after the refresh that made them.
+
+        That refresh achieved nothing: new refreshes cool down as after a failed one, rather
+        than fetching credentials the provider refuses once per call. Callers refused together
+        count once.
+        """
+        with self._lock:
+            if self.current.generation == generation and self._cooldown is None:
+                cleared_at, cleared = self._cleared
+                self._cool(cleared if cleared_at == generation else None)
+
+    def _cool(self, previous: _Cooldown | None) -> None:
+        """Start the cooldown after a failure (under the lock), doubling `previous`'s delay."""
         if self.cooldown is not None:
             first, cap = self.cooldown
-            with self._lock:
-                previous = self._cooldown
-                delay = first if previous is None else min(cap, previous.delay * 2)
-                self._cooldown = _Cooldown(*now(), delay)
-        return Outcome(None, error)
+            delay = first if previous is None else min(cap, previous.delay * 2)
+            self._cooldown = _Cooldown(self._clock(), delay)
+
+    def _leave(self, claim: _Running) -> None:
+        """The refresher leaves: its claim goes, unless a detached refresh keeps it."""
+        if not claim.detached:
+            self._release(claim)
 
     def _release(self, claim: _Running) -> None:
         with self._lock:
             if self._running is claim:
                 self._running = None
         claim.done.set()
+
+
+class Detached(Generic[T]):
+    """A refresh whose refresher left while it ran: settled once, by whoever ends it first."""
+
+    __slots__ = ("_finish", "_lock", "_settled", "generation")
+
+    def __init__(self, generation: int, finish: Callable[[Outcome[T] | None], None]) -> None:
+        self.generation = generation
+        """The generation being refreshed."""
+        self._finish = finish
+        self._lock = threading.Lock()
+        self._settled = False
+
+    def settle(self, end: Callable[[], Outcome[T] | None]) -> None:
+        """Settle the refresh with `end()`, once: the thread's end and a timeout race for it.
+
+        `end` says how the refresh ended (None: without a verdict, the next caller refreshes);
+        the waiters are woken after it returned.
+        """
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+        self._finish(end())
 
 
 def _reentrant() -> ReentrantRefreshError:

@@ -347,7 +347,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
     methods = {name: dataclasses.replace(m, options=watched) for name, m in methods.items()}
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
     plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
-    flight: Flight[Any] = Flight(provider, cooldown=options.cooldown)
+    flight: Flight[Any] = Flight(provider, cooldown=options.cooldown, clock=options.cooldown_clock)
     cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
     return cls(provider, Core(methods, flight, options))
 

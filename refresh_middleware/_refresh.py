@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
@@ -39,12 +41,20 @@ from ._events import (
     emit,
     logger,
 )
-from ._flight import Current, Handover, Outcome, call_in_thread_async, call_in_thread_sync
+from ._flight import (
+    Current,
+    Declined,
+    Handover,
+    Outcome,
+    Worker,
+    call_in_thread_sync,
+    reset_quietly,
+)
 from ._flight import trigger as reason
 from ._spec import epoch_seconds, reach
 
 if TYPE_CHECKING:
-    from ._flight import Flight
+    from ._flight import Detached, Flight
     from ._spec import Method, Options
 
 __all__ = [
@@ -53,6 +63,7 @@ __all__ = [
     "check_replacement",
     "ready_async",
     "ready_sync",
+    "refused_again",
     "run_async",
     "run_sync",
     "unwrapped",
@@ -195,7 +206,7 @@ def _began(call: Refreshable, generation: int, stale: object, trigger: Trigger) 
 
 
 def _succeeded(
-    call: Refreshable, generation: int, stale: object, fresh: object, began_at: float
+    call: Refreshable, generation: int, stale: object, fresh: object, duration: float
 ) -> None:
     """Put the fresh provider in place and say so (the flight records the new generation)."""
     options = call.method.options
@@ -205,7 +216,6 @@ def _succeeded(
         # A refresh that hands over credentials inside a window does not call for another.
         provider = call.holder if fresh is None else fresh
         call.flight.handover = Handover(generation + 1, _expiry(options, provider).depth)
-    duration = now()[1] - began_at
     name = type(stale).__name__
     logger.info(
         "refresh_middleware: %s credentials refreshed in %.3f s (generation %d)",
@@ -218,10 +228,9 @@ def _succeeded(
 
 
 def _failed(
-    call: Refreshable, generation: int, stale: object, error: Exception, began_at: float
+    call: Refreshable, generation: int, stale: object, error: Exception, duration: float
 ) -> None:
     options = call.method.options
-    duration = now()[1] - began_at
     name, shared_by = type(stale).__name__, call.flight.asked(generation)
     if isinstance(error, RefreshTimeoutError):
         timeout = options.refresh_timeout or 0.0
@@ -235,6 +244,27 @@ def _failed(
         describe(error) if isinstance(error, RefreshError) else type(error).__name__,
     )
     emit(options.on_event, event)
+
+
+def refused_again(
+    call: Refreshable, generation: int, error: BaseException, *, retried: bool
+) -> None:
+    """A call's last attempt failed: said, if it was a retry on fresh credentials met by a 401.
+
+    `retried` is True when that attempt, on `generation`, followed a refresh. Then the refresh
+    brought back credentials the provider still refuses: the 401 gets a note, the
+    log a warning, and the flight cools down as after a failed refresh (`Flight.refused`).
+    """
+    if not retried or not call.method.options.is_unauthorized(error):
+        return
+    error.add_note(f"refresh_middleware: refused again after a refresh to generation {generation}")
+    logger.warning(
+        "refresh_middleware: %s credentials of generation %d were refused right after the "
+        "refresh that made them",
+        type(call.current().value).__name__,
+        generation,
+    )
+    call.flight.refused(generation)
 
 
 def _timed_out(timeout: float) -> RefreshTimeoutError:
@@ -258,21 +288,93 @@ async def bounded_async(call: Refreshable, stale: object) -> Any:
     """Run `refresh(stale)` within the refresh timeout, never blocking the event loop.
 
     A coroutine refresh is awaited here; a plain function runs in a worker thread (which the
-    timeout abandons, not kills, when it overruns).
+    timeout abandons, not kills, when it overruns). A caller cancelled while that thread runs
+    leaves the refresh to it: its result settles the refresh for the waiters (`_detach`).
     """
     options = call.method.options
     refresh, timeout = options.refresh, options.refresh_timeout
+    if options.refresh_is_async:
 
-    async def run() -> Any:
-        if options.refresh_is_async:
+        async def run() -> Any:
             result = refresh(stale)
-        else:
-            result = await call_in_thread_async(functools.partial(refresh, stale))
-        return await result if inspect.isawaitable(result) else result
+            return await result if inspect.isawaitable(result) else result
 
-    if timeout is None:
-        return await run()
-    return await bounded(run, timeout, functools.partial(_timed_out, timeout))
+        if timeout is None:
+            return await run()
+        return await bounded(run, timeout, functools.partial(_timed_out, timeout))
+    began_at = time.monotonic()
+    worker = Worker(functools.partial(refresh, stale))
+    try:
+        if timeout is None:
+            result = await worker.wait_async()
+        else:
+            result = await bounded(
+                worker.wait_async, timeout, functools.partial(_timed_out, timeout)
+            )
+    except BaseException as error:
+        if not isinstance(error, Exception):  # cancelled (a timeout is an Exception by now)
+            _detach(call, stale, worker, began_at)
+        raise
+    return await result if inspect.isawaitable(result) else result
+
+
+def _detach(call: Refreshable, stale: object, worker: Worker[Any], began_at: float) -> None:
+    """Leave a refresh whose caller was cancelled to its worker thread, within the timeout.
+
+    A second refresh meanwhile would reuse what the first one spends (a rotating refresh
+    token), so the claim stays until the thread ends or the refresh timeout passes, whichever
+    comes first, and that settles the refresh for every waiter.
+    """
+    detached = call.flight.detach()
+    worker.then(functools.partial(_settle, call, stale, detached, began_at))
+    timeout = call.method.options.refresh_timeout
+    if timeout is not None:
+        overrun = functools.partial(_overran, call, stale, detached, began_at, timeout)
+        timer = threading.Timer(max(0.0, began_at + timeout - time.monotonic()), overrun)
+        timer.daemon = True
+        timer.start()
+
+
+def _settle(
+    call: Refreshable,
+    stale: object,
+    detached: Detached[Any],
+    began_at: float,
+    result: Callable[[], Any],
+) -> None:
+    """The end of a detached refresh, in its worker thread: what every waiter gets."""
+    detached.settle(functools.partial(_ended, call, stale, detached.generation, began_at, result))
+
+
+def _ended(
+    call: Refreshable,
+    stale: object,
+    generation: int,
+    began_at: float,
+    result: Callable[[], Any],
+) -> Outcome[Any] | None:
+    try:
+        fresh = check_replacement(call, stale, result())
+    except BaseException as error:  # noqa: BLE001 - nobody is left to raise it to
+        if not isinstance(error, Exception):
+            return None  # an interrupt in the thread: no verdict, the next caller refreshes
+        _failed(call, generation, stale, error, time.monotonic() - began_at)
+        return Outcome(None, error)
+    _succeeded(call, generation, stale, fresh, time.monotonic() - began_at)
+    return Outcome(fresh, None)
+
+
+def _overran(
+    call: Refreshable, stale: object, detached: Detached[Any], began_at: float, timeout: float
+) -> None:
+    """A detached refresh still running at its timeout: it failed, as an attached one would."""
+
+    def end() -> Outcome[Any]:
+        error = _timed_out(timeout)
+        _failed(call, detached.generation, stale, error, time.monotonic() - began_at)
+        return Outcome(None, error)
+
+    detached.settle(end)
 
 
 def bounded_sync(call: Refreshable, stale: object) -> Any:
@@ -281,8 +383,6 @@ def bounded_sync(call: Refreshable, stale: object) -> Any:
     With a timeout the refresh runs in a helper thread, abandoned when it overruns.
     """
     options = call.method.options
-    if options.refresh_is_async:
-        raise _sync_refresh_of_async(call)
     refresh, timeout = options.refresh, options.refresh_timeout
     if timeout is None:
         result = refresh(stale)
@@ -299,21 +399,35 @@ def bounded_sync(call: Refreshable, stale: object) -> Any:
     return result
 
 
+def _runs_here_async(call: Refreshable) -> None:
+    """Any `refresh` can run in async code: a coroutine one is awaited, a plain one threaded."""
+
+
+def _runs_here_sync(call: Refreshable) -> None:
+    """A coroutine `refresh` cannot run in sync code: that call fails alone (`Declined`).
+
+    Nothing ran, so nothing is reported and no cooldown starts: an async caller refreshes.
+    """
+    if call.method.options.refresh_is_async:
+        raise Declined(_sync_refresh_of_async(call))
+
+
 # unasync source begins
 
 
 async def run_async(call: Refreshable, generation: int, stale: object, trigger: Trigger) -> Any:
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    _runs_here_async(call)
     began_at = _began(call, generation, stale, trigger)
     why = reason.set(trigger)
     try:
         fresh = check_replacement(call, stale, await bounded_async(call, stale))
     except Exception as error:
-        _failed(call, generation, stale, error, began_at)
+        _failed(call, generation, stale, error, now()[1] - began_at)
         raise
     finally:
-        reason.reset(why)
-    _succeeded(call, generation, stale, fresh, began_at)
+        reset_quietly(reason, why)
+    _succeeded(call, generation, stale, fresh, now()[1] - began_at)
     return fresh
 
 
@@ -337,16 +451,17 @@ async def ready_async(call: Refreshable) -> Current[Any]:
 
 def run_sync(call: Refreshable, generation: int, stale: object, trigger: Trigger) -> Any:
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
+    _runs_here_sync(call)
     began_at = _began(call, generation, stale, trigger)
     why = reason.set(trigger)
     try:
         fresh = check_replacement(call, stale, bounded_sync(call, stale))
     except Exception as error:
-        _failed(call, generation, stale, error, began_at)
+        _failed(call, generation, stale, error, now()[1] - began_at)
         raise
     finally:
-        reason.reset(why)
-    _succeeded(call, generation, stale, fresh, began_at)
+        reset_quietly(reason, why)
+    _succeeded(call, generation, stale, fresh, now()[1] - began_at)
     return fresh
 
 

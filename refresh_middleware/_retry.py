@@ -39,7 +39,7 @@ from ._events import (
 )
 from ._flight import Current, Outcome
 from ._gate import GateAction, StreamGate
-from ._refresh import ready_async, ready_sync, run_async, run_sync, window_of
+from ._refresh import ready_async, ready_sync, refused_again, run_async, run_sync, window_of
 
 if TYPE_CHECKING:
     from ._flight import Flight
@@ -222,6 +222,7 @@ async def open_async(
     value a call (or a stream method called for a value) resolved to is returned.
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
+    retried = False
     while True:
         current, value = first or (await ready_async(call) if ahead else call.current(), NOTHING)
         try:
@@ -242,9 +243,11 @@ async def open_async(
         if verdict is RETRY:
             first = None
             if await recover_async(call, current.generation, current.value, failed):
+                retried = True
                 continue
         if failed is None:
             return value
+        refused_again(call, current.generation, failed, retried=retried)
         raise failed
 
 
@@ -281,6 +284,7 @@ def open_sync(
     value a call (or a stream method called for a value) resolved to is returned.
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
+    retried = False
     while True:
         current, value = first or (ready_sync(call) if ahead else call.current(), NOTHING)
         try:
@@ -299,9 +303,11 @@ def open_sync(
         if verdict is RETRY:
             first = None
             if recover_sync(call, current.generation, current.value, failed):
+                retried = True
                 continue
         if failed is None:
             return value
+        refused_again(call, current.generation, failed, retried=retried)
         raise failed
 
 

@@ -220,6 +220,16 @@ class Options:
         return value.base if isinstance(value, StatusPredicate) else value
 
     @property
+    def cooldown_clock(self) -> Callable[[], float]:
+        """What the cooldown is timed on: the `clock` given, or the process's monotonic clock.
+
+        The default `clock` (wall time, for `expires_at`) may jump; a cooldown needs neither
+        that nor a clock of one event loop (each trio run has its own), as it belongs to the
+        credential, wherever its failure was seen.
+        """
+        return time.monotonic if self.clock is time.time else self.clock
+
+    @property
     def refresh_is_async(self) -> bool:
         """True when `refresh` must be awaited (it is a coroutine function)."""
         return is_async_callable(self.refresh)

@@ -140,7 +140,7 @@ ERROR_401 = {"type": "error", "message": "status=401 Unauthorized"}
 class Harness:
     """A provider on a script, in one mode and flavour, and a way to drive it."""
 
-    def __init__(self, mode: str, flavour: str, backend: str = "trio") -> None:
+    def __init__(self, mode: str, flavour: str, backend: str = "trio", **options: Any) -> None:
         self.mode = mode
         self.flavour = flavour
         self.backend = backend
@@ -163,9 +163,9 @@ class Harness:
 
         refresh = renew_async if flavour == "async" else renew
         if mode == "instance":
-            self.provider = refresh_on_401(base(script), refresh=refresh)
+            self.provider = refresh_on_401(base(script), refresh=refresh, **options)
         else:
-            decorated = refresh_on_401(refresh=refresh)(type("Decorated", (base,), {}))
+            decorated = refresh_on_401(refresh=refresh, **options)(type("Decorated", (base,), {}))
             self.provider = decorated(script)
 
     async def chat(self, request: str = "hello") -> Any:

@@ -262,7 +262,7 @@ async def test_a_later_401_after_the_cooldown_refreshes_again(
     mode: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A failure is not sticky: the first 401 after the cooldown runs a refresh of its own."""
-    harness = Harness(mode, "async")
+    harness = Harness(mode, "async", clock=trio.current_time)
     harness.script.valid_from = 1
     harness.script.refresh_error = OSError("auth server down")
     with pytest.raises(Unauthorized):
@@ -366,3 +366,30 @@ def test_sync_refresh_returning_a_non_coroutine_awaitable_is_refused() -> None:
         provider.chat("x")
 
     assert "cannot await" in str(caught.value.__context__)
+
+
+async def test_a_sync_call_that_cannot_await_the_refresh_fails_alone() -> None:
+    """A sync call meeting a 401 cannot await a coroutine refresh: it fails with its TypeError,
+    reports no refresh and starts no cooldown; the next async caller refreshes."""
+    events: list[object] = []
+    script = Script(valid_from=1)
+    script.chats.append(SUCCESS)
+
+    class Mixed(AsyncProvider):
+        def embed(self, request: str) -> Any:
+            return self.script.next_chat(self.key)
+
+    async def rebuild(stale: Mixed) -> Mixed:
+        script.refreshes += 1
+        return Mixed(script, stale.key + 1)
+
+    provider = refresh_on_401(Mixed(script), refresh=rebuild, on_event=events.append)
+    with pytest.raises(Unauthorized) as caught:
+        provider.embed("x")
+    answer = await provider.chat("x")
+
+    assert TypeError is type(caught.value.__context__)
+    assert (SUCCESS, 1) == (answer, script.refreshes)
+    assert ["RetrySkipped", "RefreshStarted", "RefreshSucceeded", "CallRetried"] == [
+        type(event).__name__ for event in events
+    ]

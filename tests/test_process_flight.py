@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import threading
 from typing import Any
@@ -11,10 +12,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import Script, SyncProvider, Unauthorized, checkpoint
+from conftest import AsyncProvider, Script, SyncProvider, Unauthorized, checkpoint
 
 from refresh_middleware import refresh_on_401
-from refresh_middleware._flight import Flight, Outcome, Signal, _after_fork_in_child
+from refresh_middleware._flight import Flight, Outcome, Signal, Worker, _after_fork_in_child
 from refresh_middleware.events import RefreshTimeoutError
 
 WAIT = 20.0  # seconds a thread of these tests may wait before the test fails instead of hanging
@@ -489,6 +490,17 @@ def test_a_forked_child_resets_a_flight_before_its_first_claim() -> None:
     assert (Outcome("fresh", None), False) == (outcome, flight.busy())
 
 
+def test_a_result_handed_on_after_its_thread_ended_is_handed_on_at_once() -> None:
+    """`then` on a worker whose thread has ended calls back at once, with its result."""
+    worker = Worker(lambda: "fresh")
+    worker.done.wait_sync(WAIT)
+    results: list[str] = []
+
+    worker.then(lambda result: results.append(result()))
+
+    assert ["fresh"] == results
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_setting_a_signal_skips_loops_that_have_closed(backend: str) -> None:
     """A loop that waited and has closed since is not woken (it cannot be): set() goes on."""
@@ -509,3 +521,178 @@ def test_setting_a_signal_skips_loops_that_have_closed(backend: str) -> None:
     signal.set()
 
     assert True is signal.wait_sync(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# loops that close
+
+
+def test_a_refresher_abandoned_by_a_closed_loop_and_collected_strands_no_later_caller() -> None:
+    """A loop closes while its task refreshes; when the abandoned refresher is collected (in
+    another context), the claim is released and the next caller runs the refresh."""
+    server = Server(callers=1)
+    started = threading.Event()
+
+    async def rebuild(stale: Both) -> Both:
+        server.refreshes += 1
+        if server.refreshes == 1:  # the first, in the loop about to close: never ends
+            started.set()
+            await asyncio.Event().wait()
+        server.valid += 1
+        return Both(server, server.valid)
+
+    provider = refresh_on_401(Both(server), refresh=rebuild, calls=("chat",))
+    closing = asyncio.new_event_loop()
+    task = closing.create_task(provider.chat("hello"))
+    closing.run_until_complete(asyncio.to_thread(started.wait, WAIT))
+    closing.close()  # the refreshing task is still pending: abandoned
+    del task
+    gc.collect()  # the refresher is closed here, in this context, not the task's
+
+    async def later() -> int:
+        with trio.fail_after(WAIT):
+            return await provider.chat("hello")
+
+    assert (2, 2) == (trio.run(later), server.refreshes)
+
+
+async def test_a_task_a_refresh_started_is_retried_during_a_later_refresh() -> None:
+    """A task started from inside one refresh outlives it; its 401 during a later refresh waits
+    for that refresh and is retried, instead of being taken for a re-entrant call."""
+    script = Script(valid_from=1)
+    script.chats.extend(["ok"] * 3)
+    second_started = trio.Event()
+    second_may_end = trio.Event()
+    answers: list[str] = []
+
+    async def background() -> None:
+        await second_started.wait()
+        answers.append(await provider.chat("x"))  # on generation 1, refused meanwhile
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        script.refreshes += 1
+        if script.refreshes == 1:
+            nursery.start_soon(background)  # started inside this refresh, lives on after it
+        else:
+            second_started.set()
+            await second_may_end.wait()
+        return AsyncProvider(script, stale.key + 1)
+
+    async with trio.open_nursery() as nursery:
+        provider = refresh_on_401(AsyncProvider(script), refresh=rebuild)
+        await provider.chat("x")
+        script.valid_from = 2  # the credentials of generation 1 expire
+        nursery.start_soon(provider.chat, "x")
+        await trio.testing.wait_all_tasks_blocked()
+        second_may_end.set()
+
+    assert (2, ["ok"]) == (script.refreshes, answers)
+
+
+# --------------------------------------------------------------------------------------------------
+# a refresher cancelled while its worker thread runs
+
+
+class Blocked:
+    """A plain refresh that blocks its worker thread until released, then ends as told."""
+
+    def __init__(self, script: Script, end: BaseException | None = None) -> None:
+        self.script = script
+        self.end = end
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, stale: AsyncProvider) -> AsyncProvider:
+        self.script.refreshes += 1
+        if self.script.refreshes == 1:
+            self.inside.set()
+            self.release.wait(WAIT)
+            if self.end is not None:
+                raise self.end
+        return AsyncProvider(self.script, stale.key + 1)
+
+
+async def cancel_the_refresher_then_release(
+    provider: Any, refresh: Blocked, *, release: bool = True
+) -> list[object]:
+    """A refresher is cancelled while its thread runs; a waiter is queued; the thread ends
+    (unless `release` is False)."""
+    outcomes: list[object] = []
+
+    async def refresher(task_status: Any) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await provider.chat("x")
+
+    async def waiter() -> None:
+        try:
+            outcomes.append(await provider.chat("x"))
+        except Unauthorized as error:
+            outcomes.append(type(error.__context__))
+
+    async with trio.open_nursery() as nursery:
+        scope = await nursery.start(refresher)
+        await trio.to_thread.run_sync(refresh.inside.wait, WAIT)
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        if release:
+            refresh.release.set()
+    return outcomes
+
+
+@pytest.mark.parametrize("timeout", [WAIT, None])
+async def test_cancelling_the_refresher_of_a_plain_refresh_starts_no_second_refresh(
+    timeout: float | None,  # noqa: ASYNC109 - the refresh_timeout under test, not this test's
+) -> None:
+    """The caller whose plain refresh runs in a worker thread is cancelled: the waiters get
+    that thread's result, and no second refresh starts meanwhile."""
+    script = Script(valid_from=1)
+    script.chats.append("ok")
+    refresh = Blocked(script)
+    provider = refresh_on_401(AsyncProvider(script), refresh=refresh, refresh_timeout=timeout)
+
+    outcomes = await cancel_the_refresher_then_release(provider, refresh)
+
+    assert (1, ["ok"]) == (script.refreshes, outcomes)
+
+
+async def test_the_failure_of_a_refresh_whose_refresher_was_cancelled_is_shared() -> None:
+    """The thread of a cancelled refresher fails: the waiters share that failure."""
+    script = Script(valid_from=1)
+    refresh = Blocked(script, OSError("token endpoint down"))
+    provider = refresh_on_401(AsyncProvider(script), refresh=refresh)
+
+    outcomes = await cancel_the_refresher_then_release(provider, refresh)
+
+    assert (1, [OSError]) == (script.refreshes, outcomes)
+
+
+async def test_an_interrupted_refresh_whose_refresher_was_cancelled_leaves_no_verdict() -> None:
+    """The thread of a cancelled refresher is interrupted: nobody is left to raise it to, and
+    the waiter runs the refresh itself."""
+    script = Script(valid_from=1)
+    script.chats.append("ok")
+    refresh = Blocked(script, KeyboardInterrupt())
+    provider = refresh_on_401(AsyncProvider(script), refresh=refresh)
+
+    outcomes = await cancel_the_refresher_then_release(provider, refresh)
+
+    assert (2, ["ok"]) == (script.refreshes, outcomes)
+
+
+async def test_a_refresh_whose_refresher_was_cancelled_is_still_bounded_by_the_timeout() -> None:
+    """The thread of a cancelled refresher overruns the refresh timeout: the waiters get a
+    RefreshTimeoutError then, and the thread's late result is thrown away."""
+    script = Script(valid_from=1)
+    refresh = Blocked(script)
+    provider = refresh_on_401(AsyncProvider(script), refresh=refresh, refresh_timeout=1.0)
+
+    outcomes = await cancel_the_refresher_then_release(provider, refresh, release=False)
+    refresh.release.set()
+    for thread in threading.enumerate():
+        if thread.name == "refresh_middleware refresh":
+            thread.join(WAIT)
+
+    assert ([RefreshTimeoutError], 0) == (outcomes, provider.__wrapped__.key)

@@ -172,6 +172,7 @@ async def test_401s_during_the_cooldown_do_not_refresh(
         harness.provider.__wrapped__,
         refresh=lambda stale: (_ for _ in ()).throw(OSError("down")),
         on_event=events.append,
+        clock=trio.current_time,
     )
 
     for _ in range(2):
@@ -201,7 +202,9 @@ async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
             raise OSError("down")
         return AsyncProvider(script, stale.key + 1)
 
-    provider = refresh_on_401(AsyncProvider(script), refresh=flaky, cooldown=(1, 3))
+    provider = refresh_on_401(
+        AsyncProvider(script), refresh=flaky, cooldown=(1, 3), clock=trio.current_time
+    )
     start = trio.current_time()
     while trio.current_time() - start < 10:
         with pytest.raises(Unauthorized):
@@ -216,21 +219,121 @@ async def test_the_cooldown_doubles_up_to_its_cap_and_clears_on_success(
     assert None is provider._self_core.flight._cooldown
 
 
-def test_a_cooldown_of_another_clock_does_not_apply() -> None:
-    """A cooldown started under trio does not hold back a refresh under asyncio."""
-    script = Script(valid_from=1)
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("thread", "trio"), ("trio", "trio"), ("asyncio", "trio"), ("trio", "asyncio")],
+)
+def test_the_cooldown_holds_in_every_thread_trio_run_and_asyncio_loop(
+    first: str, then: str
+) -> None:
+    """A failure seen in one thread, trio run or asyncio loop cools the credential down for the
+    next caller, whichever it is: the cooldown is on one process-wide clock."""
     calls = []
 
-    def failing(stale: AsyncProvider) -> AsyncProvider:
+    def failing(stale: Any) -> Any:
         calls.append(1)
         raise OSError("down")
 
-    provider = refresh_on_401(AsyncProvider(script), refresh=failing)
-    for run in (lambda: trio.run(provider.chat, "x"), lambda: asyncio.run(provider.chat("x"))):
-        with pytest.raises(Unauthorized):
-            run()
+    class Both:
+        async def chat(self, request: str) -> Any:
+            raise Unauthorized
 
-    assert 2 == len(calls)
+        def embed(self, request: str) -> Any:
+            raise Unauthorized
+
+    provider = refresh_on_401(Both(), refresh=failing, cooldown=(60, 60))
+    run = {
+        "thread": lambda: provider.embed("x"),
+        "trio": lambda: trio.run(provider.chat, "x"),
+        "asyncio": lambda: asyncio.run(provider.chat("x")),
+    }
+    for where in (first, then):
+        with pytest.raises(Unauthorized):
+            run[where]()
+
+    assert 1 == len(calls)
+
+
+async def test_the_cooldown_runs_on_the_clock_given() -> None:
+    """With `clock=` given, the cooldown is timed on it: it ends when that clock says so."""
+    now = [1000.0]
+    calls = []
+
+    def failing(stale: Any) -> Any:
+        calls.append(now[0])
+        raise OSError("down")
+
+    _, provider = expired_async(failing, clock=lambda: now[0], cooldown=(5, 5))
+    for moment in (1000.0, 1004.0, 1005.0):
+        now[0] = moment
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+
+    assert [1000.0, 1005.0] == calls
+
+
+def refused_every_time(refreshed_at: list[float], **options: Any) -> Any:
+    """An async provider whose every refresh succeeds but brings back credentials still refused."""
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        refreshed_at.append(trio.current_time())
+        return AsyncProvider(stale.script, stale.key + 1)
+
+    return refresh_on_401(
+        AsyncProvider(Script(valid_from=10**6)), refresh=rebuild, clock=trio.current_time, **options
+    )
+
+
+async def test_a_401_right_after_a_refresh_says_it_was_refused_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The retry on fresh credentials meets a 401 again: the final 401 says so."""
+    provider = refused_every_time([])
+
+    with pytest.raises(Unauthorized) as caught:
+        await provider.chat("x")
+
+    assert ["refresh_middleware: refused again after a refresh to generation 1"] == (
+        caught.value.__notes__
+    )
+
+
+async def test_credentials_refused_right_after_their_refresh_cool_down_as_a_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A refresh that achieved nothing is a failure for the cooldown: later 401s do not refresh
+    again at once, and each such refresh doubles the wait."""
+    refreshed_at: list[float] = []
+    provider = refused_every_time(refreshed_at, cooldown=(1, 8))
+    start = trio.current_time()
+    while trio.current_time() - start < 4:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+        await trio.sleep(0.5)
+
+    assert [0, 1, 3] == [round(moment - start, 1) for moment in refreshed_at]
+
+
+async def test_callers_refused_together_after_one_refresh_cool_down_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Callers that shared one refresh and were all refused start the first delay, not one
+    doubling each."""
+    refreshed_at: list[float] = []
+    provider = refused_every_time(refreshed_at, cooldown=(1, 8))
+
+    async def chat() -> None:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(chat)
+    await trio.sleep(1)
+    await chat()
+
+    assert [0, 1] == [round(moment - start, 1) for moment in refreshed_at]
 
 
 async def test_without_a_cooldown_every_401_refreshes(mode: str) -> None:
@@ -367,7 +470,11 @@ async def test_no_secret_reaches_a_log_line_or_an_event(
         return Leaky(stale.script, 1)
 
     provider = refresh_on_401(
-        Leaky(Script()), refresh=rebuild, on_event=events.append, refresh_timeout=1
+        Leaky(Script()),
+        refresh=rebuild,
+        on_event=events.append,
+        refresh_timeout=1,
+        clock=trio.current_time,
     )
     with caplog.at_level(logging.DEBUG, logger="refresh_middleware"):
         with pytest.raises(Unauthorized):
