@@ -83,8 +83,10 @@ class TokenEndpoint:
 def _credential(response: httpx.Response) -> Credential:
     response.raise_for_status()  # a 400 with "invalid_grant" in its body when refused
     body = response.json()
+    # A provider that does not rotate sends no refresh_token (RFC 6749, 6): the shared
+    # credential then keeps the one it sent.
     return Credential(
-        body["access_token"], body["refresh_token"], time.time() + float(body["expires_in"])
+        body["access_token"], body.get("refresh_token"), time.time() + float(body["expires_in"])
     )
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
-from refresh_middleware._events import logger
+from refresh_middleware._events import describe, logger
 from refresh_middleware._flight import (
     Flight,
     bounded,
@@ -44,8 +44,10 @@ from ._errors import (
     FetchTimeoutError,
     LockTimeoutError,
     ReauthenticationRequiredError,
+    StoreUnavailableError,
 )
 from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
+from ._store import shielded, sleep
 
 if TYPE_CHECKING:
     from ._store import Lease, Store, StoreSession
@@ -69,6 +71,12 @@ LOCK_MARGIN: Final = 2.0
 
 WRITE_ATTEMPTS: Final = 3
 """Compare-and-set attempts when the record changes under the lock without getting newer."""
+
+FIRST_WRITE_RETRY: Final = 0.05
+"""Seconds before writing a granted record again into a store that failed; doubled up to
+`LAST_WRITE_RETRY`."""
+
+LAST_WRITE_RETRY: Final = 0.5
 
 
 class Timeouts(NamedTuple):
@@ -131,7 +139,7 @@ class SharedCredential:
 
     """
 
-    __slots__ = ("_flight", "codec", "fetch", "key", "store", "timeouts")
+    __slots__ = ("_flight", "_latest", "codec", "fetch", "key", "store", "timeouts")
 
     def __init__(
         self,
@@ -156,6 +164,9 @@ class SharedCredential:
         self.timeouts: Final = Timeouts.for_store(store, lock_timeout, fetch_timeout)
         # The newest record this process knows; its generation is the flight's own count.
         self._flight: Flight[Credential | None] = Flight(None)
+        # The newest record this process was granted, even one the store did not take or whose
+        # caller left before the flight heard of it: its refresh token is the live one.
+        self._latest: Credential | None = None
 
     def __repr__(self) -> str:
         """The store and the key, which is what a log line needs."""
@@ -178,8 +189,9 @@ class SharedCredential:
 
         """
         known = self._flight.current
-        if known.value is not None and not _expired(known.value):
-            return known.value
+        latest = newest(known.value, self._latest)
+        if latest is not None and not _expired(latest):
+            return latest
         outcome = await self._flight.refresh_async(known.generation, self._look)
         if outcome.error is not None:
             raise outcome.error
@@ -211,8 +223,9 @@ class SharedCredential:
         advisory = trigger.get() == ADVISORY
         while True:
             known = self._flight.current
-            if newer(known.value, stale):
-                return cast("Credential", known.value)
+            latest = newest(known.value, self._latest)
+            if newer(latest, stale):
+                return cast("Credential", latest)
             mine = _Mine()
             run = functools.partial(self._renew, stale, mine, advisory=advisory)
             outcome = await self._flight.refresh_async(known.generation, run)
@@ -239,16 +252,25 @@ class SharedCredential:
     # -- the protocol ---------------------------------------------------------------------------
 
     async def _look(self) -> Credential:
-        """The stored record, or the initial grant when there is none (the flight's run)."""
-        known = self._flight.current.value
+        """The stored record, or a grant when there is none (the flight's run).
+
+        A store that lost its record (a Redis restarted without persistence, a deleted file)
+        while this process holds one is refreshed from that record: its refresh token is
+        live, and the initial grant (`fetch(None)`) is only for a fleet that holds nothing.
+        """
+        known = self._known()
         async with self.store.open(self.key) as session:
-            stored = await self._read(session) or await self._locked(session, None, advisory=False)
+            stored = await self._read(session) or await self._locked(session, known, advisory=False)
         return cast("Credential", newest(stored, known))
+
+    def _known(self) -> Credential | None:
+        """The newest record this process holds."""
+        return newest(self._flight.current.value, self._latest)
 
     async def _renew(self, stale: Credential, mine: _Mine, *, advisory: bool) -> Credential:
         """A newer record than `stale`, from the store or from `fetch` (the flight's run)."""
         mine.ran = True
-        known = self._flight.current.value
+        known = self._known()
         async with self.store.open(self.key) as session:
             stored = await self._read(session)
             best = newest(stored, known)
@@ -286,12 +308,21 @@ class SharedCredential:
         # A store that lost its record (a Redis without persistence, restarted) is older than
         # what this process holds: then the stale record has the latest refresh token.
         base = newest(stored, stale)
+        # Once the refresh token is sent, the provider may have rotated it: the grant and the
+        # write that keeps its answer finish even if the caller leaves (each bounds itself).
+        return await shielded(functools.partial(self._grant, session, lease, stored, base))
+
+    async def _grant(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        base: Credential | None,
+    ) -> Credential:
         started = time.monotonic()
         async with session.keep(lease):
             try:
-                fresh = await bounded(
-                    functools.partial(self._call_fetch, base), self.timeouts.fetch, self._slow
-                )
+                fresh = await self._call_fetch(base)
             except Exception as error:
                 if not is_invalid_grant(error):
                     raise
@@ -305,7 +336,7 @@ class SharedCredential:
                 raise ReauthenticationRequiredError(
                     msg, store=repr(self.store), key=self.key
                 ) from error
-        written = await self._write(session, lease, stored, base, fresh)
+            written = await self._write(session, lease, stored, base, _carried(fresh, base))
         logger.info(
             "refresh_middleware: %r fetched generation %d in %.3f s",
             self,
@@ -319,14 +350,37 @@ class SharedCredential:
         if inspect.iscoroutinefunction(fetch) or inspect.iscoroutinefunction(
             getattr(fetch, "__call__", None)  # noqa: B004 - a callable object's async __call__
         ):
-            result: object = await cast("Callable[..., Awaitable[object]]", fetch)(current)
+            run = cast("Callable[[], Awaitable[object]]", functools.partial(fetch, current))
+            result: object = await bounded(run, self.timeouts.fetch, self._slow)
         else:
-            result = await call_in_thread_async(functools.partial(fetch, current))
+            result = await self._call_in_thread(functools.partial(fetch, current))
             if inspect.isawaitable(result):
-                result = await result
+                result = await bounded(
+                    functools.partial(_awaited, result), self.timeouts.fetch, self._slow
+                )
         if not isinstance(result, Credential):
             msg = f"fetch must return a Credential, got {type(result).__name__}"
             raise TypeError(msg)
+        return result
+
+    async def _call_in_thread(self, fetch: Callable[[], object]) -> object:
+        """A plain `fetch` in a worker thread, waited for to its end, however long it takes.
+
+        A thread cannot be stopped: abandoned at the timeout, it would still send the refresh
+        token, after the lock was released and maybe after the next holder sent the same one.
+        So the lock is kept (its lease renewed) until the thread ends, and its answer stored.
+        """
+        started = time.monotonic()
+        result = await call_in_thread_async(fetch)
+        took = time.monotonic() - started
+        if took > self.timeouts.fetch:
+            logger.warning(
+                "refresh_middleware: %r: fetch took %.1f s, longer than fetch_timeout (%g s); "
+                "the lock was kept until it returned (give its HTTP client a timeout)",
+                self,
+                took,
+                self.timeouts.fetch,
+            )
         return result
 
     async def _write(
@@ -341,24 +395,75 @@ class SharedCredential:
 
         A write that loses to a newer record adopts it: that holder's refresh token is the
         live one. A record that changed without getting newer (deleted by hand) is written
-        over, a bounded number of times.
+        over, a bounded number of times. A store that fails is written again while the lock
+        is surely held; if it still fails, this process keeps the record (and says so).
         """
         for _ in range(WRITE_ATTEMPTS):
             expected = 0 if stored is None else stored.generation
             generation = max(expected, 0 if base is None else base.generation) + 1
             written = dataclasses.replace(fresh, generation=generation)
-            if await session.write(lease, expected, encode(written, generation, self.codec)):
-                return written
+            try:
+                taken = await self._put(session, lease, expected, written)
+            except StoreUnavailableError as error:
+                logger.error(
+                    "refresh_middleware: %r: the identity provider granted generation %d, but "
+                    "the store could not take it (%s); this process keeps it, and the other "
+                    "processes will refresh with a spent refresh token unless it is stored "
+                    "again (sign in again if they report invalid_grant)",
+                    self,
+                    generation,
+                    describe(error),
+                )
+                return self._hold(written)
+            if taken:
+                return self._hold(written)
             stored = await self._read(session)
+            if stored == written:  # an earlier attempt was stored, and its reply lost
+                return self._hold(written)
             if newer(stored, base):
                 logger.warning(
                     "refresh_middleware: %r: a newer record was written while this process "
                     "fetched (its lease ran out); adopting it",
                     self,
                 )
-                return cast("Credential", stored)
+                return self._hold(cast("Credential", stored))
         msg = "the record keeps changing under the lock: is something else writing this key?"
         raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
+
+    def _hold(self, record: Credential) -> Credential:
+        """Keep `record` as this process's newest, whoever hears of it (the caller may be gone)."""
+        self._latest = newest(self._latest, record)
+        return record
+
+    async def _put(
+        self, session: StoreSession, lease: Lease, expected: int, written: Credential
+    ) -> bool:
+        """`session.write`, tried again while the store is unavailable and the lock still ours.
+
+        A lease is renewed every third of it, so two thirds of it are left when a write
+        fails; a lock without a lease is held as long as this process, and the write is
+        tried for as long as a fetch may take.
+        """
+        lease_left = self.store.lease
+        window = self.timeouts.fetch if lease_left is None else lease_left * 2 / 3
+        deadline = time.monotonic() + window
+        pause = FIRST_WRITE_RETRY
+        record = encode(written, written.generation, self.codec)
+        while True:
+            try:
+                return await session.write(lease, expected, record)
+            except StoreUnavailableError as error:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                logger.warning(
+                    "refresh_middleware: %r could not write generation %d (%s); trying again",
+                    self,
+                    written.generation,
+                    describe(error),
+                )
+                await sleep(min(pause, left))
+                pause = min(pause * 2, LAST_WRITE_RETRY)
 
     async def _read(self, session: StoreSession) -> Credential | None:
         record = await session.read()
@@ -373,6 +478,21 @@ class SharedCredential:
     def _slow(self) -> FetchTimeoutError:
         msg = f"fetch did not return within {self.timeouts.fetch:g} s"
         return FetchTimeoutError(msg, store=repr(self.store), key=self.key)
+
+
+def _carried(fresh: Credential, base: Credential | None) -> Credential:
+    """`fresh`, with the refresh token of `base` when the grant brought none.
+
+    Providers that do not rotate answer a refresh grant without a `refresh_token` (RFC 6749,
+    6): the one sent stays valid, and dropping it would log the fleet out at its next refresh.
+    """
+    if fresh.refresh_token is not None or base is None or base.refresh_token is None:
+        return fresh
+    return dataclasses.replace(fresh, refresh_token=base.refresh_token)
+
+
+async def _awaited(awaitable: Awaitable[object]) -> object:
+    return await awaitable
 
 
 @dataclasses.dataclass(slots=True)

@@ -44,6 +44,19 @@ FIRST_POLL: Final = 0.005
 
 LAST_POLL: Final = 0.05
 
+# KEYS[1]: the lock; ARGV[1]: the owner's token; ARGV[2]: the lease in milliseconds. A lock
+# that already holds this token is ours: coredis resends a command whose reply was lost, and
+# the resent SET NX finds the token the first one set.
+_LOCK: Final = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return 1
+end
+return 0
+"""
+
 # KEYS[1]: the lock; ARGV[1]: the owner's token; ARGV[2]: the lease in milliseconds.
 _RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -264,22 +277,25 @@ class _RedisSession:
 
     async def lock(self, wait: float) -> Lease | None:
         import anyio  # noqa: PLC0415
-        from coredis.tokens import PureToken  # noqa: PLC0415
 
         # The owner's host and process, for a person looking at the lock in Redis.
         token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
-        lease_ms = math.ceil(self.store.lease * 1000)
+        lease_ms = str(math.ceil(self.store.lease * 1000))
         deadline = time.monotonic() + wait
         pause = FIRST_POLL
-        taken = False
         while True:
-            # Shielded: a lock taken is known to be taken, so the caller releases it even
-            # when cancelled right then.
-            with anyio.CancelScope(shield=True):
+            # Not shielded: the session's connection runs in the caller's scope, and a
+            # cancellation closes it under a shielded command too (it then failed with
+            # "Connection lost!"). A command cut short may have taken the lock: released
+            # (if it did) on a fresh connection before the cancellation goes on.
+            try:
                 taken = await self._call(
                     "take the lock",
-                    self.client.set(self.lock_key, token, condition=PureToken.NX, px=lease_ms),
+                    self.client.eval(_LOCK, keys=[self.lock_key], args=[token, lease_ms]),
                 )
+            except BaseException:
+                await self.unlock(Lease(self.key, token))
+                raise
             if taken:
                 return Lease(self.key, token)
             left = deadline - time.monotonic()
@@ -290,12 +306,19 @@ class _RedisSession:
 
     @contextlib.asynccontextmanager
     async def keep(self, lease: Lease) -> AsyncGenerator[None]:
-        """Renew the lease every third of it while the block runs."""
+        """Renew the lease every third of it while the block runs, on a connection of its own.
+
+        The block (a grant and its write) runs shielded from the caller's cancellation; the
+        session's connection does not, as coredis runs it in the scope that opened the session.
+        A client entered here, inside the shield, serves the block's commands to their end.
+        """
         import anyio  # noqa: PLC0415
 
         raised: list[BaseException] = []
+        opened = self.client
         try:
-            async with anyio.create_task_group() as group:
+            async with self.store.fresh_client() as client, anyio.create_task_group() as group:
+                self.client = client
                 group.start_soon(self._renew_while_held, lease)
                 try:
                     yield
@@ -307,6 +330,8 @@ class _RedisSession:
         except BaseExceptionGroup as group:
             # The renewer never raises: the group holds what the block raised.
             _raise_as_itself(raised[0] if raised else group)
+        finally:
+            self.client = opened
 
     async def _renew_while_held(self, lease: Lease) -> None:
         import anyio  # noqa: PLC0415

@@ -10,7 +10,7 @@ conditional writes) can serve a fleet; `FileStore` and `RedisStore` are the two 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 from refresh_middleware._flight import library
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._records import Record
 
-__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "sleep"]
+__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "shielded", "sleep"]
 
 R = TypeVar("R")
 
@@ -99,3 +99,33 @@ async def sleep(seconds: float) -> None:
     import asyncio  # noqa: PLC0415
 
     await asyncio.sleep(seconds)
+
+
+async def shielded(run: Callable[[], Awaitable[R]]) -> R:
+    """`await run()` to its end even when the caller is cancelled meanwhile.
+
+    For what must not be cut in half: a grant the identity provider may already have processed
+    and the write that keeps its rotated refresh token. `run` bounds itself. The caller's
+    cancellation is delivered once `run` is done (trio: at the caller's next checkpoint;
+    asyncio: raised here, after `run` ended in a task of its own).
+    """
+    if library() == "trio":
+        import trio  # noqa: PLC0415 - asyncio users need not install trio
+
+        with trio.CancelScope(shield=True):
+            return await run()
+    import asyncio  # noqa: PLC0415
+
+    async def whole() -> R:
+        return await run()
+
+    task = asyncio.ensure_future(whole())
+    interrupted: BaseException | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as cancelled:
+            interrupted = cancelled  # the grant and its write go on; the cancellation after
+    if interrupted is not None:
+        raise interrupted
+    return task.result()

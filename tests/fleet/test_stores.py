@@ -60,15 +60,14 @@ async def test_a_write_leaves_no_temporary_file(tmp_path):
 async def test_a_failed_write_removes_its_temporary_file(tmp_path, monkeypatch):
     """A write that fails (a full disk) leaves the old record and no temporary file."""
     store = FileStore(tmp_path)
-    shared = SharedCredential(store, key=KEY, fetch=Fetcher())
+    shared = SharedCredential(store, key=KEY, fetch=Fetcher(), fetch_timeout=0.1)
     stale = await shared.current()
 
     def full(descriptor: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("refresh_middleware._shared._file.os.fsync", full)
-    with pytest.raises(StoreUnavailableError, match="cannot write the record"):
-        await shared.renew(stale)
+    await shared.renew(stale)
     assert 2 == len(list(tmp_path.iterdir()))
 
 
@@ -284,9 +283,9 @@ async def test_a_lease_lost_with_nobody_else_writing_keeps_the_fetched_record(re
 
 @pytest.mark.usefixtures("collect_garbage")
 @pytest.mark.filterwarnings(LEAK)
-async def test_a_redis_killed_during_a_fetch_fails_closed(own_redis, caplog):
+async def test_a_redis_killed_during_a_fetch_leaves_the_grant_with_its_process(own_redis, caplog):
     """Redis dies while a holder fetches: renewing the lease, writing and releasing fail; the
-    renewal raises StoreUnavailableError."""
+    process keeps its grant and says the store did not take it."""
     store = RedisStore(own_redis.url, lease=0.6, timeout=1.0)
 
     async def fetch(current: Credential | None) -> Credential:
@@ -294,16 +293,10 @@ async def test_a_redis_killed_during_a_fetch_fails_closed(own_redis, caplog):
         await trio.sleep(0.3)  # past a third of the lease: a renewal was tried
         return Credential("lost", "r")
 
-    with (
-        caplog.at_level(logging.WARNING, "refresh_middleware"),
-        pytest.raises(StoreUnavailableError, match="cannot write the record"),
-    ):
-        await SharedCredential(store, key=KEY, fetch=fetch, fetch_timeout=0.5).current()
-    assert ("could not renew the lease", "could not release the lock") == tuple(
-        text
-        for text in ("could not renew the lease", "could not release the lock")
-        if text in caplog.text
-    )
+    with caplog.at_level(logging.WARNING, "refresh_middleware"):
+        got = await SharedCredential(store, key=KEY, fetch=fetch, fetch_timeout=0.5).current()
+    said = ("could not renew the lease", "the store could not take it", "could not release")
+    assert ("lost", said) == (got.access_token, tuple(text for text in said if text in caplog.text))
 
 
 class RefusingClient:
