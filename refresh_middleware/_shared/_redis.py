@@ -21,9 +21,9 @@ import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from refresh_middleware._events import describe, logger
+from refresh_middleware._events import REDACTED, describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
 from ._records import Record
@@ -97,11 +97,35 @@ def _finite_seconds(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
+SCHEMES: Final = ("redis", "rediss", "unix")
+"""The URL schemes coredis connects with: TCP, TCP with TLS, a Unix socket."""
+
+_SECRET_NAMES: Final = ("password", "secret", "token")
+"""Query parameters whose values are masked in messages (``?password=``)."""
+
+
 def _safe_url(url: str) -> str:
-    """`url` without its user name and password, for messages and logs."""
+    """`url` without its user name and password, and with secret query values masked."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
+    query = "&".join(_masked(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=host, query=query))
+
+
+def _masked(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    secret = any(word in unquote(name).lower() for word in _SECRET_NAMES)
+    return f"{name}={REDACTED}" if equals and secret else pair
+
+
+def _checked_url(url: str) -> str:
+    """`url`, if coredis can connect with it; a `ValueError` naming the accepted forms if not."""
+    if urlsplit(url).scheme not in SCHEMES:
+        msg = (
+            f"a Redis URL starts with redis://, rediss:// (TLS) or unix://, got {_safe_url(url)!r}"
+        )
+        raise ValueError(msg)
+    return url
 
 
 class RedisStore:
@@ -123,7 +147,12 @@ class RedisStore:
 
     Raises:
         ImportError: coredis is not installed (the ``redis`` extra).
-        ValueError: `lease` or `timeout` is not a positive number of seconds.
+        ValueError: `lease` or `timeout` is not a positive number of seconds, or the URL is
+            not a ``redis://``, ``rediss://`` or ``unix://`` one.
+
+    User name and password in the URL are percent-decoded (``%40`` for ``@``), as redis-py
+    does, so a generated password can be given; `repr` and errors never show them, nor a
+    ``?password=`` in the query.
 
     """
 
@@ -143,7 +172,7 @@ class RedisStore:
             if not _finite_seconds(value):
                 msg = f"{name} must be a positive, finite number of seconds, got {value!r}"
                 raise ValueError(msg)
-        self._url: str | None = redis if isinstance(redis, str) else None
+        self._url: str | None = _checked_url(redis) if isinstance(redis, str) else None
         self._client: coredis.Redis[Any] | None = None if isinstance(redis, str) else redis
         self._lease = float(lease)
         self.prefix: Final = prefix
@@ -169,6 +198,7 @@ class RedisStore:
             connect_timeout=self.timeout,
             stream_timeout=self.timeout,
             decode_responses=False,
+            decode_components=True,
         )
 
     @contextlib.asynccontextmanager

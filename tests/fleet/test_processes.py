@@ -104,6 +104,7 @@ def test_eight_processes_share_one_grant_per_expiry(kind, tmp_path, request):
                     sum(report.ok for report in reports),
                     sum(report.failed for report in reports),
                     round(time.monotonic() - started, 2),
+                    sorted({report.errors for report in reports} - {""}),
                 )
             )
         reuse = server.oauth.stats.reuse_detections

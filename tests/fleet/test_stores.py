@@ -175,6 +175,29 @@ def test_a_redis_store_never_shows_a_password():
     assert "RedisStore('redis://127.0.0.1:6379/0')" == repr(store)
 
 
+def test_a_password_in_the_query_never_shows():
+    """A ?password= in the URL's query is masked in repr (and so in every error)."""
+    store = RedisStore("redis://127.0.0.1:6379/0?password=hunter2&db=1")
+    assert "RedisStore('redis://127.0.0.1:6379/0?password=[REDACTED]&db=1')" == repr(store)
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://127.0.0.1:6379/0", "127.0.0.1"])
+def test_a_url_that_is_not_a_redis_one_is_refused_when_made(url):
+    """Only redis://, rediss:// and unix:// URLs are taken: a ValueError names them at once."""
+    with pytest.raises(ValueError, match=r"redis://, rediss:// \(TLS\) or unix://"):
+        RedisStore(url)
+
+
+async def test_a_percent_encoded_password_is_decoded(own_redis):
+    """A generated password given percent-encoded in the URL authenticates (as redis-py's)."""
+    password = "p@ss:w/rd%"
+    async with coredis.Redis.from_url(own_redis.url) as admin:
+        await admin.config_set({"requirepass": password})
+    encoded = "p%40ss%3Aw%2Frd%25"
+    store = RedisStore(own_redis.url.replace("//", f"//:{encoded}@"))
+    assert 1 == (await SharedCredential(store, key=KEY, fetch=Fetcher()).current()).generation
+
+
 @pytest.mark.parametrize("options", [{"lease": 0}, {"lease": float("inf")}, {"timeout": True}])
 def test_a_redis_store_checks_its_seconds(options):
     """lease and timeout must be positive and finite."""
