@@ -190,7 +190,7 @@ def test_a_url_that_is_not_a_redis_one_is_refused_when_made(url):
 
 async def test_a_percent_encoded_password_is_decoded(own_redis):
     """A generated password given percent-encoded in the URL authenticates (as redis-py's)."""
-    password = "p@ss:w/rd%"
+    password = "p@ss:w/rd%"  # noqa: S105 - a throwaway redis-server's
     async with coredis.Redis.from_url(own_redis.url) as admin:
         await admin.config_set({"requirepass": password})
     encoded = "p%40ss%3Aw%2Frd%25"
