@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from refresh_middleware._events import REDACTED, describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
-from ._records import Record
+from ._records import Record, is_generation
 from ._store import Lease
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class _RedisSession:
             raise
         if generation is None and data is None:
             return None
-        if not (isinstance(generation, bytes) and generation.isdigit() and data is not None):
+        if not (isinstance(generation, bytes) and is_generation(generation) and data is not None):
             msg = f"{self.record_key!r} has no readable generation or data"
             raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
         return Record(int(generation), cast("bytes", data))

@@ -20,9 +20,15 @@ import pytest
 import trio
 
 from examples.fleet import _credential
-from refresh_middleware.shared import Credential, FileStore, RedisStore, SharedCredential
+from refresh_middleware.shared import (
+    CorruptRecordError,
+    Credential,
+    FileStore,
+    RedisStore,
+    SharedCredential,
+)
 
-from .helpers import Fetcher, delete, held, plant
+from .helpers import Fetcher, delete, held, plant, plant_raw
 
 KEY = "provider/account-1"
 
@@ -322,3 +328,42 @@ async def test_a_cancellation_that_lands_on_the_lock_command_leaves_no_lock(own_
     store, _ = await _lock_cancelled_in_flight(own_redis)
     async with store.open(KEY) as session:
         assert None is not await session.lock(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# 12. records and places that cannot be used
+
+
+async def test_a_record_with_an_absurd_generation_is_corrupt(store):
+    """A generation of 5,000 digits is a corrupt record, not a bare ValueError from int()."""
+    absurd = b"9" * 5000
+    if isinstance(store, FileStore):
+        await plant_raw(store, KEY, absurd + b"\n{}")
+    else:
+        async with store.open(KEY) as session:
+            await session.client.hset(session.record_key, {"generation": absurd, "data": b"{}"})
+    with pytest.raises(CorruptRecordError):
+        await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+
+
+def test_a_file_store_on_an_empty_path_is_refused_when_made():
+    """FileStore("") would use the working directory: a ValueError at once."""
+    with pytest.raises(ValueError, match="needs a directory"):
+        FileStore("")
+
+
+async def test_a_key_too_long_for_a_file_name_is_a_clear_error(tmp_path):
+    """A key whose file name passes the filesystem's limit says so, naming the limit."""
+    shared = SharedCredential(FileStore(tmp_path), key="k" * 300, fetch=Fetcher())
+    with pytest.raises(ValueError, match="makes a file name of 307 bytes, over 255"):
+        await shared.current()
+
+
+async def test_a_directory_others_can_write_is_reported(tmp_path, caplog):
+    """A store directory writable by other users (tokens live there) is warned about."""
+    where = tmp_path / "shared"
+    where.mkdir(mode=0o777)
+    where.chmod(0o777)
+    with caplog.at_level(logging.WARNING, "refresh_middleware"):
+        await SharedCredential(FileStore(where), key=KEY, fetch=Fetcher()).current()
+    assert "writable by other users (mode 777)" in caplog.text
