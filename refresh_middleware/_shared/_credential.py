@@ -69,6 +69,13 @@ FETCH_TIMEOUT: Final = 10.0
 LOCK_MARGIN: Final = 2.0
 """Seconds of lock wait beyond what a live (or dead) holder can keep the lock."""
 
+FIRST_POLL: Final = 0.005
+"""Seconds between the first attempts at a busy lock; doubled up to `LAST_POLL`. Between two
+attempts a waiter reads the record, so it adopts what the holder wrote without queueing for
+the lock only to read it (one waiter after another, a round trip each, on a slow link)."""
+
+LAST_POLL: Final = 0.05
+
 WRITE_ATTEMPTS: Final = 3
 """Compare-and-set attempts when the record changes under the lock without getting newer."""
 
@@ -284,12 +291,15 @@ class SharedCredential:
         self, session: StoreSession, stale: Credential | None, *, advisory: bool
     ) -> Credential:
         """Under the store's lock: read again, then fetch and write, unless someone did."""
-        lease = await session.lock(0.0 if advisory else self.timeouts.lock)
-        if lease is None:
-            if advisory:  # someone else is on it, and the stale record is still valid
+        if advisory:
+            lease = await session.lock(0.0)
+            if lease is None:  # someone else is on it, and the stale record is still valid
                 return cast("Credential", newest(await self._read(session), stale))
-            msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
-            raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+        else:
+            waited = await self._wait_for_lock(session, stale)
+            if isinstance(waited, Credential):
+                return waited
+            lease = waited
         try:
             stored = await self._read(session)
             if newer(stored, stale):
@@ -297,6 +307,26 @@ class SharedCredential:
             return await self._fetch_and_write(session, lease, stored, stale)
         finally:
             await session.unlock(lease)
+
+    async def _wait_for_lock(
+        self, session: StoreSession, stale: Credential | None
+    ) -> Lease | Credential:
+        """The lock, or the record its holder wrote meanwhile (read while waiting)."""
+        deadline = time.monotonic() + self.timeouts.lock
+        pause = FIRST_POLL
+        while True:
+            lease = await session.lock(0.0)
+            if lease is not None:
+                return lease
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
+                raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+            await sleep(min(pause, left))
+            pause = min(pause * 2, LAST_POLL)
+            stored = await self._read(session)
+            if newer(stored, stale):
+                return cast("Credential", stored)
 
     async def _fetch_and_write(
         self,

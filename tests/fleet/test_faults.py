@@ -367,3 +367,27 @@ async def test_a_directory_others_can_write_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, "refresh_middleware"):
         await SharedCredential(FileStore(where), key=KEY, fetch=Fetcher()).current()
     assert "writable by other users (mode 777)" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------------
+# 9. waiters on a slow holder
+
+
+async def test_waiters_adopt_the_holders_record_while_it_still_holds_the_lock(store):
+    """Five 'processes' waiting for the lock adopt the record written meanwhile, not queue on."""
+    shared = [SharedCredential(store, key=KEY, fetch=Fetcher()) for _ in range(5)]
+    stale = Credential("a1", "r1", generation=1)
+    await plant(store, KEY, stale)
+    got: list[Credential] = []
+
+    async def renew(each: SharedCredential) -> None:
+        got.append(await each.renew(stale))
+
+    async with trio.open_nursery() as nursery, held(store, KEY):  # the holder, fetching
+        for each in shared:
+            nursery.start_soon(renew, each)
+        await trio.sleep(0.1)
+        await plant(store, KEY, Credential("a2", "r2"), generation=2)  # its write
+        await trio.sleep(0.5)
+        adopted_while_held = sorted(each.generation for each in got)
+    assert [2] * 5 == adopted_while_held
