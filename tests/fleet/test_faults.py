@@ -29,6 +29,7 @@ from refresh_middleware.shared import (
 )
 
 from .helpers import Fetcher, delete, held, plant, plant_raw
+from .proxy import link_proxy
 
 KEY = "provider/account-1"
 
@@ -391,3 +392,20 @@ async def test_waiters_adopt_the_holders_record_while_it_still_holds_the_lock(st
         await trio.sleep(0.5)
         adopted_while_held = sorted(each.generation for each in got)
     assert [2] * 5 == adopted_while_held
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. a lost reply to the lock command
+
+
+async def test_a_lost_reply_to_the_lock_command_is_recognised_as_our_lock(own_redis):
+    """The lock's reply is cut on the link: coredis resends it, and it finds its own token."""
+    with link_proxy(own_redis.port) as proxy:
+        store = RedisStore(proxy.url(), lease=2.0, timeout=1.0)
+        await plant(store, KEY, Credential("a1", "r1"))
+        shared = SharedCredential(store, key=KEY, fetch=Fetcher())
+        proxy.cut_reply_to(b":lock")
+        started = time.monotonic()
+        renewed = await shared.renew(Credential("a1", "r1", generation=1))
+        took = time.monotonic() - started
+    assert (2, 1, True) == (renewed.generation, proxy.cuts, took < 1.0)
