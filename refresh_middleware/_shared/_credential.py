@@ -66,6 +66,10 @@ ADVISORY: Final = "advisory"
 FETCH_TIMEOUT: Final = 10.0
 """Default seconds `fetch` may take; below every lease, so a live holder never outlives it."""
 
+REFUSED: Final = "refresh_middleware.refused"
+"""The mark, in a stored record's `extra`, of a refresh token the identity provider refused:
+every process that reads it asks for a new sign-in instead of sending the token again."""
+
 LOCK_MARGIN: Final = 2.0
 """Seconds of lock wait beyond what a live (or dead) holder can keep the lock."""
 
@@ -268,7 +272,7 @@ class SharedCredential:
         known = self._known()
         async with self.store.open(self.key) as session:
             stored = await self._read(session) or await self._locked(session, known, advisory=False)
-        return cast("Credential", newest(stored, known))
+        return self._usable(newest(stored, known))
 
     def _known(self) -> Credential | None:
         """The newest record this process holds."""
@@ -283,9 +287,19 @@ class SharedCredential:
             best = newest(stored, known)
             if newer(best, stale):
                 logger.debug("refresh_middleware: %r adopted a newer record", self)
-                return cast("Credential", best)
+                return self._usable(best)
             fresh = await self._locked(session, stale, advisory=advisory)
-        return cast("Credential", newest(fresh, known))
+        return self._usable(newest(fresh, known))
+
+    def _usable(self, record: Credential | None) -> Credential:
+        """`record`, unless another process marked its refresh token refused."""
+        if record is not None and record.extra.get(REFUSED) is True:
+            msg = (
+                "another process found the stored refresh token refused (invalid_grant); "
+                "sign in again to store a new credential"
+            )
+            raise ReauthenticationRequiredError(msg, store=repr(self.store), key=self.key)
+        return cast("Credential", record)
 
     async def _locked(
         self, session: StoreSession, stale: Credential | None, *, advisory: bool
@@ -338,6 +352,7 @@ class SharedCredential:
         # A store that lost its record (a Redis without persistence, restarted) is older than
         # what this process holds: then the stale record has the latest refresh token.
         base = newest(stored, stale)
+        self._usable(base)  # a refused refresh token is never sent again
         # Once the refresh token is sent, the provider may have rotated it: the grant and the
         # write that keeps its answer finish even if the caller leaves (each bounds itself).
         return await shielded(functools.partial(self._grant, session, lease, stored, base))
@@ -359,6 +374,7 @@ class SharedCredential:
                 again = await self._read(session)
                 if newer(again, base):  # another holder rotated it meanwhile: adopt that
                     return cast("Credential", again)
+                await self._share_refusal(session, lease, again, base)
                 msg = (
                     "the identity provider refused the stored refresh token (invalid_grant); "
                     "sign in again to store a new credential"
@@ -374,6 +390,33 @@ class SharedCredential:
             time.monotonic() - started,
         )
         return written
+
+    async def _share_refusal(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        refused: Credential | None,
+    ) -> None:
+        """Mark the refused record in the store, so one incident is one `invalid_grant`.
+
+        The mark stays until a new credential is stored (a new sign-in). Best effort: a store
+        that cannot take it leaves the others to find the refusal themselves.
+        """
+        if refused is None:  # the initial grant was refused: there is no token to protect
+            return
+        expected = 0 if stored is None else stored.generation
+        marked = dataclasses.replace(
+            refused,
+            extra={**refused.extra, REFUSED: True},
+            generation=max(expected, refused.generation) + 1,
+        )
+        try:
+            await session.write(lease, expected, encode(marked, marked.generation, self.codec))
+        except StoreUnavailableError as error:
+            logger.warning(
+                "refresh_middleware: %r could not share the refusal: %s", self, describe(error)
+            )
 
     async def _call_fetch(self, current: Credential | None) -> Credential:
         fetch = self.fetch
@@ -435,19 +478,15 @@ class SharedCredential:
             try:
                 taken = await self._put(session, lease, expected, written)
             except StoreUnavailableError as error:
-                logger.error(
-                    "refresh_middleware: %r: the identity provider granted generation %d, but "
-                    "the store could not take it (%s); this process keeps it, and the other "
-                    "processes will refresh with a spent refresh token unless it is stored "
-                    "again (sign in again if they report invalid_grant)",
-                    self,
-                    generation,
-                    describe(error),
-                )
+                self._unsaved(written, error)
                 return self._hold(written)
             if taken:
                 return self._hold(written)
-            stored = await self._read(session)
+            try:
+                stored = await self._read(session)
+            except StoreUnavailableError as error:
+                self._unsaved(written, error)
+                return self._hold(written)
             if stored == written:  # an earlier attempt was stored, and its reply lost
                 return self._hold(written)
             if newer(stored, base):
@@ -459,6 +498,17 @@ class SharedCredential:
                 return self._hold(cast("Credential", stored))
         msg = "the record keeps changing under the lock: is something else writing this key?"
         raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
+
+    def _unsaved(self, written: Credential, error: StoreUnavailableError) -> None:
+        logger.error(
+            "refresh_middleware: %r: the identity provider granted generation %d, but the "
+            "store could not take it (%s); this process keeps it, and the other processes "
+            "will refresh with a spent refresh token unless it is stored again (sign in again "
+            "if they report invalid_grant)",
+            self,
+            written.generation,
+            describe(error),
+        )
 
     def _hold(self, record: Credential) -> Credential:
         """Keep `record` as this process's newest, whoever hears of it (the caller may be gone)."""

@@ -8,6 +8,7 @@ Real faults where the item is about one: a full tmpfs, a paused or killed redis-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 
+import coredis
 import httpx
 import pytest
 import trio
@@ -24,11 +26,13 @@ from refresh_middleware.shared import (
     CorruptRecordError,
     Credential,
     FileStore,
+    ReauthenticationRequiredError,
     RedisStore,
     SharedCredential,
+    StoreUnavailableError,
 )
 
-from .helpers import Fetcher, delete, held, plant, plant_raw
+from .helpers import CountingStore, Fetcher, delete, held, plant, plant_raw
 from .proxy import link_proxy
 
 KEY = "provider/account-1"
@@ -409,3 +413,126 @@ async def test_a_lost_reply_to_the_lock_command_is_recognised_as_our_lock(own_re
         renewed = await shared.renew(Credential("a1", "r1", generation=1))
         took = time.monotonic() - started
     assert (2, 1, True) == (renewed.generation, proxy.cuts, took < 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# 11. a refused refresh token
+
+
+async def test_a_refused_refresh_token_is_sent_once_for_the_whole_fleet(store):
+    """One 'process' meets invalid_grant: the others ask for a sign-in without sending it again."""
+    await plant(store, KEY, Credential("a1", "r1"))
+    stale = Credential("a1", "r1", generation=1)
+    refusing = Fetcher(error=ValueError('400 {"error": "invalid_grant"}'))
+    others = Fetcher(error=ValueError('400 {"error": "invalid_grant"}'))
+    with pytest.raises(ReauthenticationRequiredError):
+        await SharedCredential(store, key=KEY, fetch=refusing).renew(stale)
+    raised = []
+    for shared in [SharedCredential(store, key=KEY, fetch=others) for _ in range(3)]:
+        with pytest.raises(ReauthenticationRequiredError, match="another process") as caught:
+            await shared.renew(stale)
+        raised.append(caught.type)
+    with pytest.raises(ReauthenticationRequiredError, match="another process"):
+        await SharedCredential(store, key=KEY, fetch=others).current()
+    assert (1, 0, 3) == (refusing.calls, others.calls, len(raised))
+
+
+async def test_a_credential_stored_after_a_refusal_is_used_again(store):
+    """A new sign-in (a newer record) lifts the refusal: the fleet renews as before."""
+    await plant(store, KEY, Credential("a1", "r1"))
+    stale = Credential("a1", "r1", generation=1)
+    refusing = Fetcher(error=ValueError("invalid_grant"))
+    with pytest.raises(ReauthenticationRequiredError):
+        await SharedCredential(store, key=KEY, fetch=refusing).renew(stale)
+    await plant(store, KEY, Credential("signed-in", "r-new"), generation=5)
+    fetch = Fetcher()
+    renewed = await SharedCredential(store, key=KEY, fetch=fetch).renew(
+        Credential("signed-in", "r-new", generation=5)
+    )
+    assert (6, ["r-new"]) == (renewed.generation, [each.refresh_token for each in fetch.given])
+
+
+async def test_a_refused_initial_grant_asks_for_a_sign_in_and_marks_nothing(store):
+    """fetch(None) refused: there is no token to protect; nothing is stored."""
+    fetch = Fetcher(error=ValueError("invalid_grant"))
+    with pytest.raises(ReauthenticationRequiredError, match="sign in again"):
+        await SharedCredential(store, key=KEY, fetch=fetch).current()
+    async with store.open(KEY) as session:
+        assert None is await session.read()
+
+
+class FailingStore(CountingStore):
+    """A store whose writes (and reads after the first write) fail as if it went away."""
+
+    def __init__(self, store, *, writes: bool = True, reads_after_write: bool = False) -> None:
+        super().__init__(store, refuse_writes=0 if writes else 1)
+        self.fail_writes = writes
+        self.fail_reads_after_write = reads_after_write
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str):
+        async with super().open(key) as session:
+            yield _FailingSession(self, session)
+
+
+class _FailingSession:
+    def __init__(self, owner: FailingStore, session) -> None:
+        self.owner = owner
+        self.session = session
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+    def _gone(self) -> StoreUnavailableError:
+        return StoreUnavailableError("gone", store=repr(self.owner), key=KEY)
+
+    async def read(self):
+        if self.owner.fail_reads_after_write and self.owner.counts["write"]:
+            raise self._gone()
+        return await self.session.read()
+
+    async def write(self, lease, expected, record):
+        if self.owner.fail_writes:
+            raise self._gone()
+        return await self.session.write(lease, expected, record)
+
+
+async def test_a_refusal_the_store_cannot_take_is_still_reported(tmp_path, caplog):
+    """invalid_grant with a store that fails the mark: the caller is still told to sign in."""
+    store = FailingStore(FileStore(tmp_path))
+    await plant(store.store, KEY, Credential("a1", "r1"))
+    shared = SharedCredential(store, key=KEY, fetch=Fetcher(error=ValueError("invalid_grant")))
+    with (
+        caplog.at_level(logging.WARNING, "refresh_middleware"),
+        pytest.raises(ReauthenticationRequiredError),
+    ):
+        await shared.renew(Credential("a1", "r1", generation=1))
+    assert "could not share the refusal" in caplog.text
+
+
+async def test_a_grant_whose_write_is_refused_then_unreadable_is_kept(tmp_path, caplog):
+    """A compare-and-set refused, then the store gone before the re-read: the process keeps it."""
+    store = FailingStore(FileStore(tmp_path), writes=False, reads_after_write=True)
+    await plant(store.store, KEY, Credential("a1", "r1"))
+    shared = SharedCredential(store, key=KEY, fetch=Fetcher())
+    with caplog.at_level(logging.ERROR, "refresh_middleware"):
+        renewed = await shared.renew(Credential("a1", "r1", generation=1))
+    assert (2, True) == (renewed.generation, "could not take it" in caplog.text)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. a store that can never take the write
+
+
+async def test_a_redis_user_without_eval_is_refused_before_anything_is_sent(own_redis):
+    """An ACL user that may not run scripts fails at the lock (a script too), before fetch."""
+    async with coredis.Redis.from_url(own_redis.url) as admin:
+        await admin.acl_setuser("no-scripts", "on", ">pw", "~*", "+@all", "-@scripting")
+    await plant(RedisStore(own_redis.url), KEY, Credential("a1", "r1"))
+    store = RedisStore(own_redis.url.replace("//", "//no-scripts:pw@"))
+    fetch = Fetcher()
+    with pytest.raises(StoreUnavailableError, match="cannot take the lock"):
+        await SharedCredential(store, key=KEY, fetch=fetch).renew(
+            Credential("a1", "r1", generation=1)
+        )
+    assert 0 == fetch.calls
