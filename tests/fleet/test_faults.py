@@ -536,3 +536,71 @@ async def test_a_redis_user_without_eval_is_refused_before_anything_is_sent(own_
             Credential("a1", "r1", generation=1)
         )
     assert 0 == fetch.calls
+
+
+class _Racing:
+    """A session whose lock is obtained just after another holder wrote a newer record."""
+
+    def __init__(self, session, plant_newer) -> None:
+        self.session = session
+        self.plant_newer = plant_newer
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+    async def lock(self, wait: float):
+        lease = await self.session.lock(wait)
+        if lease is not None:
+            await self.plant_newer()
+        return lease
+
+
+async def test_a_record_written_just_before_the_lock_was_obtained_is_adopted(store):
+    """The holder before us wrote as we took the lock: the read under the lock adopts it."""
+    await plant(store, KEY, Credential("a1", "r1"))
+
+    async def plant_newer() -> None:
+        await plant(store, KEY, Credential("a2", "r2"), generation=2)
+
+    class RacingStore(CountingStore):
+        @contextlib.asynccontextmanager
+        async def open(self, key: str):
+            async with self.store.open(key) as session:
+                yield _Racing(session, plant_newer)
+
+    fetch = Fetcher()
+    shared = SharedCredential(RacingStore(store), key=KEY, fetch=fetch)
+    renewed = await shared.renew(Credential("a1", "r1", generation=1))
+    assert ("a2", 0) == (renewed.access_token, fetch.calls)
+
+
+async def test_a_write_whose_reply_was_lost_is_recognised_on_the_retry(store):
+    """The write landed but its reply was lost: the retry's compare-and-set finds our record."""
+    await plant(store, KEY, Credential("a1", "r1"))
+
+    class LostReply:
+        def __init__(self, session) -> None:
+            self.session = session
+            self.lost = False
+
+        def __getattr__(self, name: str):
+            return getattr(self.session, name)
+
+        async def write(self, lease, expected, record):
+            written = await self.session.write(lease, expected, record)
+            if not self.lost:
+                self.lost = True
+                raise StoreUnavailableError("reply lost", store="test", key=KEY)
+            return written
+
+    class LosingStore(CountingStore):
+        @contextlib.asynccontextmanager
+        async def open(self, key: str):
+            async with self.store.open(key) as session:
+                yield LostReply(session)
+
+    fetch = Fetcher()
+    shared = SharedCredential(LosingStore(store), key=KEY, fetch=fetch)
+    renewed = await shared.renew(Credential("a1", "r1", generation=1))
+    stored = await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+    assert (2, renewed, 1) == (renewed.generation, stored, fetch.calls)

@@ -376,3 +376,24 @@ async def test_a_file_write_that_lost_the_race_writes_nothing(tmp_path):
             await session.write(lease, 0, Record(1, b"second")),
             (await session.read()).generation,
         )
+
+
+async def test_a_lock_waited_for_is_taken_once_released(store):
+    """lock(wait) polls a held lock and takes it as soon as its holder lets go."""
+    async with trio.open_nursery() as nursery, store.open(KEY) as waiter:
+        async with store.open(KEY) as holder:
+            lease = await holder.lock(0)
+
+            async def release_soon() -> None:
+                await trio.sleep(0.1)
+                await holder.unlock(lease)
+
+            nursery.start_soon(release_soon)
+            taken = await waiter.lock(5)
+        assert None is not taken
+
+
+async def test_a_lock_waited_for_in_vain_is_none(store):
+    """lock(wait) on a lock held throughout gives up after `wait` seconds with None."""
+    async with held(store, KEY), store.open(KEY) as waiter:
+        assert None is await waiter.lock(0.1)
