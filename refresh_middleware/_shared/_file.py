@@ -146,16 +146,17 @@ class _FileSession:
         descriptor = self._lock_file()
         deadline = time.monotonic() + wait
         pause = FIRST_POLL
+        taken = False
         try:
-            while not _try_flock(descriptor):
+            while not (taken := _try_flock(descriptor)):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 await sleep(min(pause, left))
                 pause = min(pause * 2, LAST_POLL)
-        except BaseException:
-            os.close(descriptor)
-            raise
+        finally:
+            if not taken:  # not ours: the attempt leaves no descriptor behind
+                os.close(descriptor)
         token = secrets.token_hex(8)
         self.held[token] = descriptor
         return Lease(self.key, token)

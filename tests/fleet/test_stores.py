@@ -8,6 +8,7 @@ import stat
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Self
 
 import coredis
@@ -397,3 +398,27 @@ async def test_a_lock_waited_for_in_vain_is_none(store):
     """lock(wait) on a lock held throughout gives up after `wait` seconds with None."""
     async with held(store, KEY), store.open(KEY) as waiter:
         assert None is await waiter.lock(0.1)
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def test_failed_file_lock_attempts_leave_no_descriptor_open(tmp_path):
+    """Each try-lock on a held file lock closes what it opened (the protocol polls with them)."""
+    store = FileStore(tmp_path)
+    async with held(store, KEY), store.open(KEY) as waiter:
+        before = _open_descriptors()
+        for _ in range(20):
+            await waiter.lock(0)
+        assert before == _open_descriptors()
+
+
+async def test_a_cancelled_file_lock_wait_leaves_no_descriptor_open(tmp_path):
+    """A wait for a held file lock cut short by a cancellation closes what it opened."""
+    store = FileStore(tmp_path)
+    async with held(store, KEY), store.open(KEY) as waiter:
+        before = _open_descriptors()
+        with trio.move_on_after(0.05):
+            await waiter.lock(5)
+        assert before == _open_descriptors()
