@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from refresh_middleware.testing import LoopbackLLMServer
 
 MODEL = "loopback-1"
+GRANT_TIMEOUT = 9.0
+"""Seconds a token request may take: just under `SharedCredential`'s default fetch_timeout."""
 KEY = "loopback/demo-account"
 
 # --------------------------------------------------------------------------------------------------
@@ -71,7 +73,10 @@ class TokenEndpoint:
 
     async def fetch(self, current: Credential | None) -> Credential:
         """New tokens from the endpoint (raises `httpx.HTTPStatusError` on a refusal)."""
-        async with httpx.AsyncClient() as http:
+        # Below the credential's fetch_timeout (10 s): a grant the provider answers after the
+        # client gave up would be a rotated refresh token lost, so give up in the client only
+        # when the fetch would be cut short anyway.
+        async with httpx.AsyncClient(timeout=GRANT_TIMEOUT) as http:
             response = await http.post(self.token_url, data=self._form(current))
         return _credential(response)
 
@@ -83,8 +88,10 @@ class TokenEndpoint:
 def _credential(response: httpx.Response) -> Credential:
     response.raise_for_status()  # a 400 with "invalid_grant" in its body when refused
     body = response.json()
+    # A provider that does not rotate sends no refresh_token (RFC 6749, 6): the shared
+    # credential then keeps the one it sent.
     return Credential(
-        body["access_token"], body["refresh_token"], time.time() + float(body["expires_in"])
+        body["access_token"], body.get("refresh_token"), time.time() + float(body["expires_in"])
     )
 
 

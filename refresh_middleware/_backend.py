@@ -31,6 +31,7 @@ __all__ = [
     "loop",
     "now",
     "run_on_private_loop",
+    "shielded",
     "sleep",
 ]
 
@@ -67,6 +68,10 @@ class Backend(Protocol):
         self, closing: Callable[[], Awaitable[object]], seconds: float
     ) -> None:
         """`await closing()`, shielded from cancellation and cut short after `seconds`."""
+        ...
+
+    async def shielded(self, run: Callable[[], Awaitable[R]]) -> R:
+        """`await run()` to its end, shielded from cancellation; `run` bounds itself."""
         ...
 
     def clock(self) -> tuple[object, float]:
@@ -108,6 +113,16 @@ class _Trio:
         with trio.move_on_after(seconds, shield=True):
             await closing()
 
+    async def shielded(self, run: Callable[[], Awaitable[R]]) -> R:
+        import trio
+
+        # The caller's cancellation is delivered at its next checkpoint after `run`. (A list,
+        # since the checkers cannot know that a shielded scope never swallows the return.)
+        results: list[R] = []
+        with trio.CancelScope(shield=True):
+            results.append(await run())
+        return results[0]
+
     def clock(self) -> tuple[object, float]:
         # Trio's clock can be virtual (tests use `autojump_clock`): each run is a clock of its own.
         import trio
@@ -146,13 +161,19 @@ class _Asyncio:
     async def close_shielded(
         self, closing: Callable[[], Awaitable[object]], seconds: float
     ) -> None:
-        # The shield is a task of its own, which a cancellation landing meanwhile does not
-        # interrupt: the close goes on, and the cancellation is delivered after.
         async def close() -> None:
             async with asyncio.timeout(seconds):
                 await closing()
 
-        task = asyncio.ensure_future(close())
+        await self.shielded(close)
+
+    async def shielded(self, run: Callable[[], Awaitable[R]]) -> R:
+        # The shield is a task of its own, which a cancellation landing meanwhile does not
+        # interrupt: `run` goes on, and the cancellation is delivered after.
+        async def whole() -> R:
+            return await run()
+
+        task = asyncio.ensure_future(whole())
         interrupted: BaseException | None = None
         while not task.done():
             try:
@@ -161,6 +182,7 @@ class _Asyncio:
                 interrupted = cancelled
         if interrupted is not None:
             raise interrupted
+        return task.result()
 
     def clock(self) -> tuple[object, float]:
         return time.monotonic, time.monotonic()
@@ -215,6 +237,17 @@ def close_shielded(closing: Callable[[], Awaitable[object]], seconds: float) -> 
     that lands meanwhile is delivered after it.
     """
     return current().close_shielded(closing, seconds)
+
+
+def shielded(run: Callable[[], Awaitable[R]]) -> Awaitable[R]:
+    """`await run()` to its end even when the caller is cancelled meanwhile.
+
+    For what must not be cut in half: a grant the identity provider may already have processed
+    and the write that keeps its rotated refresh token. `run` bounds itself. The caller's
+    cancellation is delivered once `run` is done (trio: at the caller's next checkpoint;
+    asyncio: raised here, after `run` ended in a task of its own).
+    """
+    return current().shielded(run)
 
 
 def sleep(seconds: float) -> Awaitable[None]:

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 from refresh_middleware._backend import bounded, run_on_private_loop
-from refresh_middleware._events import ADVISORY, logger
+from refresh_middleware._events import ADVISORY, describe, logger
 from refresh_middleware._flight import (
     Flight,
     call_in_thread_async,
@@ -43,8 +43,10 @@ from ._errors import (
     FetchTimeoutError,
     LockTimeoutError,
     ReauthenticationRequiredError,
+    StoreUnavailableError,
 )
 from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer, newest
+from ._store import shielded, sleep
 
 if TYPE_CHECKING:
     from ._hooks import (
@@ -67,11 +69,28 @@ when nothing is stored yet: the initial grant."""
 FETCH_TIMEOUT: Final = 10.0
 """Default seconds `fetch` may take; below every lease, so a live holder never outlives it."""
 
+REFUSED: Final = "refresh_middleware.refused"
+"""The mark, in a stored record's `extra`, of a refresh token the identity provider refused:
+every process that reads it asks for a new sign-in instead of sending the token again."""
+
 LOCK_MARGIN: Final = 2.0
 """Seconds of lock wait beyond what a live (or dead) holder can keep the lock."""
 
+FIRST_POLL: Final = 0.005
+"""Seconds between the first attempts at a busy lock; doubled up to `LAST_POLL`. Between two
+attempts a waiter reads the record, so it adopts what the holder wrote without queueing for
+the lock only to read it (one waiter after another, a round trip each, on a slow link)."""
+
+LAST_POLL: Final = 0.05
+
 WRITE_ATTEMPTS: Final = 3
 """Compare-and-set attempts when the record changes under the lock without getting newer."""
+
+FIRST_WRITE_RETRY: Final = 0.05
+"""Seconds before writing a granted record again into a store that failed; doubled up to
+`LAST_WRITE_RETRY`."""
+
+LAST_WRITE_RETRY: Final = 0.5
 
 
 class Timeouts(NamedTuple):
@@ -134,7 +153,7 @@ class SharedCredential:
 
     """
 
-    __slots__ = ("_flight", "codec", "fetch", "key", "store", "timeouts")
+    __slots__ = ("_flight", "_latest", "codec", "fetch", "key", "store", "timeouts")
 
     def __init__(  # noqa: PLR0913 - the public options, each named at the call (keyword-only)
         self,
@@ -159,6 +178,9 @@ class SharedCredential:
         self.timeouts: Final = Timeouts.for_store(store, lock_timeout, fetch_timeout)
         # The newest record this process knows; its generation is the flight's own count.
         self._flight: Flight[Credential | None] = Flight(None)
+        # The newest record this process was granted, even one the store did not take or whose
+        # caller left before the flight heard of it: its refresh token is the live one.
+        self._latest: Credential | None = None
 
     def __repr__(self) -> str:
         """The store and the key, which is what a log line needs."""
@@ -181,8 +203,9 @@ class SharedCredential:
 
         """
         known = self._flight.current
-        if known.value is not None and not _expired(known.value):
-            return known.value
+        latest = newest(known.value, self._latest)
+        if latest is not None and not _expired(latest):
+            return latest
         outcome = await self._flight.refresh_async(known.generation, self._look)
         if outcome.error is not None:
             raise outcome.error
@@ -214,8 +237,9 @@ class SharedCredential:
         advisory = trigger.get() == ADVISORY
         while True:
             known = self._flight.current
-            if newer(known.value, stale):
-                return cast("Credential", known.value)
+            latest = newest(known.value, self._latest)
+            if newer(latest, stale):
+                return cast("Credential", latest)
             mine = _Mine()
             run = functools.partial(self._renew, stale, mine, advisory=advisory)
             outcome = await self._flight.refresh_async(known.generation, run)
@@ -242,35 +266,57 @@ class SharedCredential:
     # -- the protocol ---------------------------------------------------------------------------
 
     async def _look(self) -> Credential:
-        """The stored record, or the initial grant when there is none (the flight's run)."""
-        known = self._flight.current.value
+        """The stored record, or a grant when there is none (the flight's run).
+
+        A store that lost its record (a Redis restarted without persistence, a deleted file)
+        while this process holds one is refreshed from that record: its refresh token is
+        live, and the initial grant (`fetch(None)`) is only for a fleet that holds nothing.
+        """
+        known = self._known()
         async with self.store.open(self.key) as session:
-            stored = await self._read(session) or await self._locked(session, None, advisory=False)
-        return cast("Credential", newest(stored, known))
+            stored = await self._read(session) or await self._locked(session, known, advisory=False)
+        return self._usable(newest(stored, known))
+
+    def _known(self) -> Credential | None:
+        """The newest record this process holds."""
+        return newest(self._flight.current.value, self._latest)
 
     async def _renew(self, stale: Credential, mine: _Mine, *, advisory: bool) -> Credential:
         """A newer record than `stale`, from the store or from `fetch` (the flight's run)."""
         mine.ran = True
-        known = self._flight.current.value
+        known = self._known()
         async with self.store.open(self.key) as session:
             stored = await self._read(session)
             best = newest(stored, known)
             if newer(best, stale):
                 logger.debug("refresh_middleware: %r adopted a newer record", self)
-                return cast("Credential", best)
+                return self._usable(best)
             fresh = await self._locked(session, stale, advisory=advisory)
-        return cast("Credential", newest(fresh, known))
+        return self._usable(newest(fresh, known))
+
+    def _usable(self, record: Credential | None) -> Credential:
+        """`record`, unless another process marked its refresh token refused."""
+        if record is not None and record.extra.get(REFUSED) is True:
+            msg = (
+                "another process found the stored refresh token refused (invalid_grant); "
+                "sign in again to store a new credential"
+            )
+            raise ReauthenticationRequiredError(msg, store=repr(self.store), key=self.key)
+        return cast("Credential", record)
 
     async def _locked(
         self, session: StoreSession, stale: Credential | None, *, advisory: bool
     ) -> Credential:
         """Under the store's lock: read again, then fetch and write, unless someone did."""
-        lease = await session.lock(0.0 if advisory else self.timeouts.lock)
-        if lease is None:
-            if advisory:  # someone else is on it, and the stale record is still valid
+        if advisory:
+            lease = await session.lock(0.0)
+            if lease is None:  # someone else is on it, and the stale record is still valid
                 return cast("Credential", newest(await self._read(session), stale))
-            msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
-            raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+        else:
+            waited = await self._wait_for_lock(session, stale)
+            if isinstance(waited, Credential):
+                return waited
+            lease = waited
         try:
             stored = await self._read(session)
             if newer(stored, stale):
@@ -278,6 +324,26 @@ class SharedCredential:
             return await self._fetch_and_write(session, lease, stored, stale)
         finally:
             await session.unlock(lease)
+
+    async def _wait_for_lock(
+        self, session: StoreSession, stale: Credential | None
+    ) -> Lease | Credential:
+        """The lock, or the record its holder wrote meanwhile (read while waiting)."""
+        deadline = time.monotonic() + self.timeouts.lock
+        pause = FIRST_POLL
+        while True:
+            lease = await session.lock(0.0)
+            if lease is not None:
+                return lease
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
+                raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
+            await sleep(min(pause, left))
+            pause = min(pause * 2, LAST_POLL)
+            stored = await self._read(session)
+            if newer(stored, stale):
+                return cast("Credential", stored)
 
     async def _fetch_and_write(
         self,
@@ -289,18 +355,29 @@ class SharedCredential:
         # A store that lost its record (a Redis without persistence, restarted) is older than
         # what this process holds: then the stale record has the latest refresh token.
         base = newest(stored, stale)
+        self._usable(base)  # a refused refresh token is never sent again
+        # Once the refresh token is sent, the provider may have rotated it: the grant and the
+        # write that keeps its answer finish even if the caller leaves (each bounds itself).
+        return await shielded(functools.partial(self._grant, session, lease, stored, base))
+
+    async def _grant(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        base: Credential | None,
+    ) -> Credential:
         started = time.monotonic()
         async with session.keep(lease):
             try:
-                fresh = await bounded(
-                    functools.partial(self._call_fetch, base), self.timeouts.fetch, self._slow
-                )
+                fresh = await self._call_fetch(base)
             except Exception as error:
                 if not is_invalid_grant(error):
                     raise
                 again = await self._read(session)
                 if newer(again, base):  # another holder rotated it meanwhile: adopt that
                     return cast("Credential", again)
+                await self._share_refusal(session, lease, again, base)
                 msg = (
                     "the identity provider refused the stored refresh token (invalid_grant); "
                     "sign in again to store a new credential"
@@ -308,7 +385,7 @@ class SharedCredential:
                 raise ReauthenticationRequiredError(
                     msg, store=repr(self.store), key=self.key
                 ) from error
-        written = await self._write(session, lease, stored, base, fresh)
+            written = await self._write(session, lease, stored, base, _carried(fresh, base))
         logger.info(
             "refresh_middleware: %r fetched generation %d in %.3f s",
             self,
@@ -317,19 +394,69 @@ class SharedCredential:
         )
         return written
 
+    async def _share_refusal(
+        self,
+        session: StoreSession,
+        lease: Lease,
+        stored: Credential | None,
+        refused: Credential | None,
+    ) -> None:
+        """Mark the refused record in the store, so one incident is one `invalid_grant`.
+
+        The mark stays until a new credential is stored (a new sign-in). Best effort: a store
+        that cannot take it leaves the others to find the refusal themselves.
+        """
+        if refused is None:  # the initial grant was refused: there is no token to protect
+            return
+        expected = 0 if stored is None else stored.generation
+        marked = dataclasses.replace(
+            refused,
+            extra={**refused.extra, REFUSED: True},
+            generation=max(expected, refused.generation) + 1,
+        )
+        try:
+            await session.write(lease, expected, encode(marked, marked.generation, self.codec))
+        except StoreUnavailableError as error:
+            logger.warning(
+                "refresh_middleware: %r could not share the refusal: %s", self, describe(error)
+            )
+
     async def _call_fetch(self, current: Credential | None) -> Credential:
         fetch = self.fetch
         if inspect.iscoroutinefunction(fetch) or inspect.iscoroutinefunction(
             getattr(fetch, "__call__", None)  # noqa: B004 - a callable object's async __call__
         ):
-            result: object = await cast("Callable[..., Awaitable[object]]", fetch)(current)
+            run = cast("Callable[[], Awaitable[object]]", functools.partial(fetch, current))
+            result: object = await bounded(run, self.timeouts.fetch, self._slow)
         else:
-            result = await call_in_thread_async(functools.partial(fetch, current))
+            result = await self._call_in_thread(functools.partial(fetch, current))
             if inspect.isawaitable(result):
-                result = await result
+                result = await bounded(
+                    functools.partial(_awaited, result), self.timeouts.fetch, self._slow
+                )
         if not isinstance(result, Credential):
             msg = f"fetch must return a Credential, got {type(result).__name__}"
             raise TypeError(msg)
+        return result
+
+    async def _call_in_thread(self, fetch: Callable[[], object]) -> object:
+        """A plain `fetch` in a worker thread, waited for to its end, however long it takes.
+
+        A thread cannot be stopped: abandoned at the timeout, it would still send the refresh
+        token, after the lock was released and maybe after the next holder sent the same one.
+        So the lock is kept (its lease renewed) until the thread ends, and its answer stored.
+        """
+        started = time.monotonic()
+        result = await call_in_thread_async(fetch)
+        took = time.monotonic() - started
+        if took > self.timeouts.fetch:
+            logger.warning(
+                "refresh_middleware: %r: fetch took %.1f s, longer than fetch_timeout (%g s); "
+                "the lock was kept until it returned (give its HTTP client a timeout)",
+                self,
+                took,
+                self.timeouts.fetch,
+            )
         return result
 
     async def _write(
@@ -344,24 +471,82 @@ class SharedCredential:
 
         A write that loses to a newer record adopts it: that holder's refresh token is the
         live one. A record that changed without getting newer (deleted by hand) is written
-        over, a bounded number of times.
+        over, a bounded number of times. A store that fails is written again while the lock
+        is surely held; if it still fails, this process keeps the record (and says so).
         """
         for _ in range(WRITE_ATTEMPTS):
             expected = 0 if stored is None else stored.generation
             generation = max(expected, 0 if base is None else base.generation) + 1
             written = dataclasses.replace(fresh, generation=generation)
-            if await session.write(lease, expected, encode(written, generation, self.codec)):
-                return written
-            stored = await self._read(session)
+            try:
+                taken = await self._put(session, lease, expected, written)
+            except StoreUnavailableError as error:
+                self._unsaved(written, error)
+                return self._hold(written)
+            if taken:
+                return self._hold(written)
+            try:
+                stored = await self._read(session)
+            except StoreUnavailableError as error:
+                self._unsaved(written, error)
+                return self._hold(written)
+            if stored == written:  # an earlier attempt was stored, and its reply lost
+                return self._hold(written)
             if newer(stored, base):
                 logger.warning(
                     "refresh_middleware: %r: a newer record was written while this process "
                     "fetched (its lease ran out); adopting it",
                     self,
                 )
-                return cast("Credential", stored)
+                return self._hold(cast("Credential", stored))
         msg = "the record keeps changing under the lock: is something else writing this key?"
         raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
+
+    def _unsaved(self, written: Credential, error: StoreUnavailableError) -> None:
+        logger.error(
+            "refresh_middleware: %r: the identity provider granted generation %d, but the "
+            "store could not take it (%s); this process keeps it, and the other processes "
+            "will refresh with a spent refresh token unless it is stored again (sign in again "
+            "if they report invalid_grant)",
+            self,
+            written.generation,
+            describe(error),
+        )
+
+    def _hold(self, record: Credential) -> Credential:
+        """Keep `record` as this process's newest, whoever hears of it (the caller may be gone)."""
+        self._latest = newest(self._latest, record)
+        return record
+
+    async def _put(
+        self, session: StoreSession, lease: Lease, expected: int, written: Credential
+    ) -> bool:
+        """`session.write`, tried again while the store is unavailable and the lock still ours.
+
+        A lease is renewed every third of it, so two thirds of it are left when a write
+        fails; a lock without a lease is held as long as this process, and the write is
+        tried for as long as a fetch may take.
+        """
+        lease_left = self.store.lease
+        window = self.timeouts.fetch if lease_left is None else lease_left * 2 / 3
+        deadline = time.monotonic() + window
+        pause = FIRST_WRITE_RETRY
+        record = encode(written, written.generation, self.codec)
+        while True:
+            try:
+                return await session.write(lease, expected, record)
+            except StoreUnavailableError as error:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                logger.warning(
+                    "refresh_middleware: %r could not write generation %d (%s); trying again",
+                    self,
+                    written.generation,
+                    describe(error),
+                )
+                await sleep(min(pause, left))
+                pause = min(pause * 2, LAST_WRITE_RETRY)
 
     async def _read(self, session: StoreSession) -> Credential | None:
         record = await session.read()
@@ -419,7 +604,8 @@ class SharedCredential:
                 raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
             try:
                 stored = await self._read(session)
-                if stored is not None and not replace:
+                # A record whose refresh token was refused is what a seed comes to replace.
+                if stored is not None and not replace and not stored.extra.get(REFUSED):
                     return stored
                 written = await self._write(session, lease, stored, stored, credential)
             finally:
@@ -482,6 +668,21 @@ class SharedCredential:
         from ._hooks import SyncOpenAIKey  # noqa: PLC0415
 
         return SyncOpenAIKey(self)
+
+
+def _carried(fresh: Credential, base: Credential | None) -> Credential:
+    """`fresh`, with the refresh token of `base` when the grant brought none.
+
+    Providers that do not rotate answer a refresh grant without a `refresh_token` (RFC 6749,
+    6): the one sent stays valid, and dropping it would log the fleet out at its next refresh.
+    """
+    if fresh.refresh_token is not None or base is None or base.refresh_token is None:
+        return fresh
+    return dataclasses.replace(fresh, refresh_token=base.refresh_token)
+
+
+async def _awaited(awaitable: Awaitable[object]) -> object:
+    return await awaitable
 
 
 @dataclasses.dataclass(slots=True)

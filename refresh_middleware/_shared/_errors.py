@@ -30,11 +30,13 @@ class SharedCredentialError(RefreshError):
 
 
 class StoreUnavailableError(SharedCredentialError):
-    """The store could not be reached or used; nothing was refreshed (the fleet fails closed).
+    """The store could not be reached or used before a grant: nothing was sent to the provider.
 
     Refreshing without the store would let every process refresh on its own, which is exactly
     what revokes a rotating refresh token: the error is raised instead, within the store's
-    timeout.
+    timeout (the fleet fails closed). A store that fails *after* a grant raises nothing: the
+    write is tried again while the lock is held, and if the store never takes it, the process
+    keeps the new credential and logs an error saying so.
     """
 
 
@@ -59,4 +61,8 @@ class ReauthenticationRequiredError(SharedCredentialError):
 
 
 class FetchTimeoutError(SharedCredentialError, TimeoutError):
-    """`fetch` did not return within `fetch_timeout` seconds; the lock was released."""
+    """A coroutine `fetch` did not return within `fetch_timeout` seconds; the lock was released.
+
+    A plain-function `fetch` runs in a thread that cannot be stopped: it is waited for, with
+    the lock kept, and its answer stored, so it never raises this.
+    """

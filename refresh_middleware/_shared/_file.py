@@ -13,16 +13,17 @@ import contextlib
 import fcntl
 import os
 import secrets
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
-from refresh_middleware._events import describe
+from refresh_middleware._events import describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
-from ._records import Record
+from ._records import Record, is_generation
 from ._store import Lease, no_keeping, sleep
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ FIRST_POLL: Final = 0.002
 LAST_POLL: Final = 0.05
 """The longest pause between attempts: a freed lock is noticed within this."""
 
+NAME_MAX: Final = 255
+"""The longest file name most local filesystems take, in bytes."""
+
+SUFFIXES: Final = (".record", ".lock")
+
 
 class FileStore:
     """Records and locks in a directory that the processes of one machine share.
@@ -45,16 +51,25 @@ class FileStore:
         path: The directory (`str` or `pathlib.Path`), made on first use (mode 0700) when it
             does not exist. One record file and one lock file per key.
 
+    Raises:
+        ValueError: `path` is empty.
+
     The lock is an OS file lock, released by the kernel when its holder dies: a killed
     holder delays nobody. Waiting for it polls without blocking the event loop. Use a local
-    filesystem: file locks on network filesystems are unreliable.
+    filesystem: file locks on network filesystems are unreliable. The tokens live in the
+    directory: one that other users can write to is reported (a warning in the log), as they
+    could replace the record or the lock.
 
     """
 
-    __slots__ = ("path",)
+    __slots__ = ("_checked", "path")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if os.fspath(path) == "":
+            msg = "FileStore needs a directory, got an empty path"
+            raise ValueError(msg)
         self.path: Final = Path(path)
+        self._checked = False
 
     def __repr__(self) -> str:
         """The directory, which is what a person needs to find the records."""
@@ -65,10 +80,28 @@ class FileStore:
         """None: the lock lives as long as its holder, and dies with it."""
         return
 
+    def check_directory(self) -> None:
+        """Warn, once, when users other than the owner can write to the directory."""
+        if self._checked:
+            return
+        self._checked = True
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            logger.warning(
+                "refresh_middleware: %r: the directory is writable by other users (mode %o); "
+                "they could replace the credential: chmod 700 it",
+                self,
+                mode,
+            )
+
     @contextlib.asynccontextmanager
     async def open(self, key: str) -> AsyncGenerator[_FileSession]:
         """A session on the record and lock files of `key`; releases a lock left held."""
         session = _FileSession(self, key)
+        longest = max(len(session.record_path.name.encode()), len(session.lock_path.name.encode()))
+        if longest > NAME_MAX:
+            msg = f"the key {key!r} makes a file name of {longest} bytes, over {NAME_MAX}"
+            raise ValueError(msg)
         try:
             yield session
         finally:
@@ -104,7 +137,7 @@ class _FileSession:
 
     def _parse(self, data: bytes) -> Record:
         head, newline, body = data.partition(b"\n")
-        if not (newline and head.isdigit() and int(head) > 0):
+        if not (newline and is_generation(head) and int(head) > 0):
             msg = "the record file has no generation line: not written by FileStore"
             raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
         return Record(int(head), body)
@@ -113,16 +146,17 @@ class _FileSession:
         descriptor = self._lock_file()
         deadline = time.monotonic() + wait
         pause = FIRST_POLL
+        taken = False
         try:
-            while not _try_flock(descriptor):
+            while not (taken := _try_flock(descriptor)):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 await sleep(min(pause, left))
                 pause = min(pause * 2, LAST_POLL)
-        except BaseException:
-            os.close(descriptor)
-            raise
+        finally:
+            if not taken:  # not ours: the attempt leaves no descriptor behind
+                os.close(descriptor)
         token = secrets.token_hex(8)
         self.held[token] = descriptor
         return Lease(self.key, token)
@@ -130,6 +164,7 @@ class _FileSession:
     def _lock_file(self) -> int:
         try:
             self.store.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.store.check_directory()
             return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as error:
             raise self._unavailable("open the lock file", error) from error

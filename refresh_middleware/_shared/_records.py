@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol, cast
 
 from refresh_middleware._events import REDACTED
 
@@ -22,6 +22,7 @@ __all__ = [
     "Record",
     "decode",
     "encode",
+    "is_generation",
     "is_invalid_grant",
     "newer",
     "newest",
@@ -189,6 +190,16 @@ def decode(record: Record, codec: Codec | None) -> Credential:
         cast("dict[str, Any]", extra),
         record.generation,
     )
+
+
+GENERATION_DIGITS: Final = 19
+"""The most digits a stored generation has (it counts writes: 64 bits are plenty); more is a
+corrupt record, not a number to parse (Python refuses to parse thousands of digits)."""
+
+
+def is_generation(text: bytes) -> bool:
+    """True for the text of a generation a store wrote: ASCII digits, not too many."""
+    return 0 < len(text) <= GENERATION_DIGITS and text.isdigit()
 
 
 def _is_time(value: object) -> bool:

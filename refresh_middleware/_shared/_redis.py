@@ -28,10 +28,10 @@ import time
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from refresh_middleware._events import describe, logger
+from refresh_middleware._events import REDACTED, describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
-from ._records import Record
+from ._records import Record, is_generation
 from ._store import Lease
 
 if TYPE_CHECKING:
@@ -54,6 +54,19 @@ LAST_POLL: Final = 0.05
 
 SENTINEL_PORT: Final = 26379
 CLUSTER_PORT: Final = 6379
+
+# KEYS[1]: the lock; ARGV[1]: the owner's token; ARGV[2]: the lease in milliseconds. A lock
+# that already holds this token is ours: coredis resends a command whose reply was lost, and
+# the resent SET NX finds the token the first one set.
+_LOCK: Final = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return 1
+end
+return 0
+"""
 
 # KEYS[1]: the lock; ARGV[1]: the owner's token; ARGV[2]: the lease in milliseconds.
 _RENEW: Final = """
@@ -108,11 +121,35 @@ def _finite_seconds(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
+SCHEMES: Final = ("redis", "rediss", "unix")
+"""The URL schemes coredis connects with: TCP, TCP with TLS, a Unix socket."""
+
+_SECRET_NAMES: Final = ("password", "secret", "token")
+"""Query parameters whose values are masked in messages (``?password=``)."""
+
+
 def _safe_url(url: str) -> str:
-    """`url` without its user name and password, for messages and logs."""
+    """`url` without its user name and password, and with secret query values masked."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
+    query = "&".join(_masked(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=host, query=query))
+
+
+def _masked(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    secret = any(word in unquote(name).lower() for word in _SECRET_NAMES)
+    return f"{name}={REDACTED}" if equals and secret else pair
+
+
+def _checked_url(url: str) -> str:
+    """`url`, if coredis can connect with it; a `ValueError` naming the accepted forms if not."""
+    if urlsplit(url).scheme not in SCHEMES:
+        msg = (
+            f"a Redis URL starts with redis://, rediss:// (TLS) or unix://, got {_safe_url(url)!r}"
+        )
+        raise ValueError(msg)
+    return url
 
 
 class RedisStore:
@@ -141,9 +178,14 @@ class RedisStore:
 
     Raises:
         ImportError: coredis is not installed (the ``redis`` extra).
-        ValueError: `lease` or `timeout` is not a positive number of seconds, both `cluster`
-            and `sentinel` are given (or either with a client), or the URL of the cluster's
-            nodes or of the Sentinels cannot be read.
+        ValueError: `lease` or `timeout` is not a positive number of seconds, the URL is not a
+            ``redis://``, ``rediss://`` or ``unix://`` one, both `cluster` and `sentinel` are
+            given (or either with a client), or the URL of the cluster's nodes or of the
+            Sentinels cannot be read.
+
+    User name and password in the URL are percent-decoded (``%40`` for ``@``), as redis-py
+    does, so a generated password can be given; `repr` and errors never show them, nor a
+    ``?password=`` in the query.
 
     """
 
@@ -166,7 +208,7 @@ class RedisStore:
                 msg = f"{name} must be a positive, finite number of seconds, got {value!r}"
                 raise ValueError(msg)
         _check_topology(redis, cluster=cluster, sentinel=sentinel)
-        self._url: str | None = redis if isinstance(redis, str) else None
+        self._url: str | None = _checked_url(redis) if isinstance(redis, str) else None
         self._client = None if isinstance(redis, str) else redis
         self._cluster = cluster
         self._sentinel = sentinel
@@ -365,8 +407,13 @@ async def _connected(
             decode_responses=False,
         )
     else:
+        # User name and password are percent-decoded, as redis-py does.
         client = coredis.Redis.from_url(
-            url, connect_timeout=seconds, stream_timeout=seconds, decode_responses=False
+            url,
+            connect_timeout=seconds,
+            stream_timeout=seconds,
+            decode_responses=False,
+            decode_components=True,
         )
     async with client.connection_pool:
         yield client
@@ -454,29 +501,32 @@ class _RedisSession:
             raise
         if generation is None and data is None:
             return None
-        if not (isinstance(generation, bytes) and generation.isdigit() and data is not None):
+        if not (isinstance(generation, bytes) and is_generation(generation) and data is not None):
             msg = f"{name!r} has no readable generation or data"
             raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
         return Record(int(generation), cast("bytes", data))
 
     async def lock(self, wait: float) -> Lease | None:
         import anyio  # noqa: PLC0415
-        from coredis.tokens import PureToken  # noqa: PLC0415
 
         # The owner's host and process, for a person looking at the lock in Redis.
         token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
-        lease_ms = math.ceil(self.store.lease * 1000)
+        lease_ms = str(math.ceil(self.store.lease * 1000))
         deadline = time.monotonic() + wait
         pause = FIRST_POLL
-        taken = False
         while True:
-            # Shielded: a lock taken is known to be taken, so the caller releases it even
-            # when cancelled right then.
-            with anyio.CancelScope(shield=True):
+            # Not shielded: the session's connection runs in the caller's scope, and a
+            # cancellation closes it under a shielded command too (it then failed with
+            # "Connection lost!"). A command cut short may have taken the lock: released
+            # (if it did) on a fresh connection before the cancellation goes on.
+            try:
                 taken = await self._call(
                     "take the lock",
-                    self.client.set(self.lock_key, token, condition=PureToken.NX, px=lease_ms),
+                    self.client.eval(_LOCK, keys=[self.lock_key], args=[token, lease_ms]),
                 )
+            except BaseException:
+                await self.unlock(Lease(self.key, token))
+                raise
             if taken:
                 return Lease(self.key, token)
             left = deadline - time.monotonic()
@@ -487,12 +537,19 @@ class _RedisSession:
 
     @contextlib.asynccontextmanager
     async def keep(self, lease: Lease) -> AsyncGenerator[None]:
-        """Renew the lease every third of it while the block runs."""
+        """Renew the lease every third of it while the block runs, on a connection of its own.
+
+        The block (a grant and its write) runs shielded from the caller's cancellation; the
+        session's connection does not, as coredis runs it in the scope that opened the session.
+        A client entered here, inside the shield, serves the block's commands to their end.
+        """
         import anyio  # noqa: PLC0415
 
         raised: list[BaseException] = []
+        opened = self.client
         try:
-            async with anyio.create_task_group() as group:
+            async with self.store.fresh_client() as client, anyio.create_task_group() as group:
+                self.client = client
                 group.start_soon(self._renew_while_held, lease)
                 try:
                     yield
@@ -504,6 +561,8 @@ class _RedisSession:
         except BaseExceptionGroup as group:
             # The renewer never raises: the group holds what the block raised.
             _raise_as_itself(raised[0] if raised else group)
+        finally:
+            self.client = opened
 
     async def _renew_while_held(self, lease: Lease) -> None:
         import anyio  # noqa: PLC0415

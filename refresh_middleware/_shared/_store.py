@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
+from refresh_middleware._backend import shielded as shielded
 from refresh_middleware._backend import sleep as sleep
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._records import Record
 
-__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "sleep"]
+__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "shielded", "sleep"]
 
 R = TypeVar("R")
 
@@ -47,18 +48,33 @@ class StoreSession(Protocol):
         """Take the lock of the key, waiting at most `wait` seconds (0: try once); None if not.
 
         Waiting polls without blocking the event loop. A lock whose holder died is free again:
-        at once for an OS file lock, after its lease for a lock with a lease.
+        at once for an OS file lock, after its lease for a lock with a lease. The protocol
+        calls it with 0 and reads the record between attempts. A lock command resent after
+        a lost reply must recognise its own token (it is taken); one cut short by a
+        cancellation must be released, if it took the lock, before the cancellation goes on.
+        It should use the same permissions as `write`, so a store that could never take the
+        write refuses here, before anything is sent to the identity provider.
         """
         ...
 
     def keep(self, lease: Lease) -> AbstractAsyncContextManager[None]:
-        """Keep `lease` alive for the duration of the block (a lease is renewed while it runs)."""
+        """Keep `lease` alive for the duration of the block (a lease is renewed while it runs).
+
+        The block is a grant and its write: it runs shielded from the caller's cancellation,
+        and every operation of the session inside it (`read`, `write`, the renewal) must work
+        to its end even when the scope that opened the session is cancelled meanwhile. A store
+        whose connection lives in that scope (coredis runs it in a task group there) makes
+        one of its own when the block starts, inside the shield, and uses it in the block.
+        """
         ...
 
     async def write(self, lease: Lease, expected: int, record: Record) -> bool:
         """Store `record` if the stored generation is still `expected` (0: nothing stored).
 
-        Returns False, writing nothing, when another writer got there first.
+        Returns False, writing nothing, when another writer got there first. A failure
+        raises `StoreUnavailableError`; the protocol calls `write` again with the same
+        arguments while the lock is surely held, so a write whose reply was lost must find
+        its own record on the retry (it returns False, and the protocol reads it back).
         """
         ...
 

@@ -411,18 +411,6 @@ async def test_a_renewal_cancelled_while_waiting_for_the_lock_leaves_it_free(sto
         assert None is not await session.lock(0)
 
 
-async def test_a_renewal_cancelled_while_holding_the_lock_releases_it(store):
-    """Cancelling a renewal during its fetch releases the lock at once."""
-    fetch = Fetcher()
-    shared = SharedCredential(store, key=KEY, fetch=fetch)
-    stale = await shared.current()
-    fetch.delay = 30
-    with trio.move_on_after(0.2):
-        await shared.renew(stale)
-    async with store.open(KEY) as session:
-        assert None is not await session.lock(0)
-
-
 # --------------------------------------------------------------------------------------------------
 # options
 

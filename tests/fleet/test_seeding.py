@@ -7,7 +7,12 @@ import threading
 import pytest
 import trio
 
-from refresh_middleware.shared import Credential, LockTimeoutError, SharedCredential
+from refresh_middleware.shared import (
+    Credential,
+    LockTimeoutError,
+    ReauthenticationRequiredError,
+    SharedCredential,
+)
 
 from .helpers import Fetcher, held
 
@@ -97,3 +102,16 @@ async def test_a_seed_during_an_initial_grant_keeps_the_granted_record(store):
         await fetch.started.wait()
         seeded = await shared.seed(SIGN_IN)
     assert (granted[0], 1) == (seeded, fetch.calls)
+
+
+async def test_a_seed_replaces_a_record_whose_refresh_token_was_refused(store):
+    """After an invalid_grant marked the record refused, a plain seed stores the new sign-in."""
+    await SharedCredential(store, key=KEY, fetch=Fetcher()).current()
+    refusing = SharedCredential(store, key=KEY, fetch=Fetcher(error=ValueError("invalid_grant")))
+    with pytest.raises(ReauthenticationRequiredError):
+        await refusing.renew(await refusing.current())
+    seeded = await SharedCredential(store, key=KEY, fetch=Fetcher()).seed(SIGN_IN)
+    assert ("signed-in-access", seeded) == (
+        seeded.access_token,
+        await SharedCredential(store, key=KEY, fetch=Fetcher()).current(),
+    )

@@ -25,6 +25,7 @@ from .helpers import store_of
 
 KEY = "loopback/fleet-account"
 BARRIER_SECONDS = 120.0
+CHAT_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,9 @@ async def _main(plan: Plan, barrier: Any, results: Any) -> None:
         return await endpoint.fetch(current)
 
     credential = SharedCredential(store, key=KEY, fetch=fetch)
-    async with httpx.AsyncClient() as http:
+    # Generous: under coverage on a loaded machine the in-process loopback server can take
+    # longer than httpx's default 5 s, and a chat that timed out would count as failed.
+    async with httpx.AsyncClient(timeout=CHAT_TIMEOUT) as http:
         await _wait(barrier)  # every process starts at once: the start-up race
         provider = await fleet_provider(credential, http, plan.base_url)
         results.put(Report("ready", os.getpid()))
