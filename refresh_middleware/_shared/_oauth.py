@@ -71,7 +71,7 @@ def _import_httpx2() -> Any:
     try:
         return importlib.import_module("httpx2")  # only the `oauth` extra brings it
     except ImportError as error:
-        msg = "OAuth2RefreshGrant needs httpx2: pip install 'refresh-middleware[oauth]'"
+        msg = "OAuth2RefreshGrant needs httpx2: pip install -e '.[oauth]' in a clone"
         raise ImportError(msg, name="httpx2") from error
 
 

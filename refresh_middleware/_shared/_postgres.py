@@ -41,7 +41,7 @@ from refresh_middleware._flight import call_in_thread_async
 
 from ._errors import CorruptRecordError, StoreUnavailableError
 from ._records import Record
-from ._store import Lease, sleep
+from ._store import Lease, finite_seconds, sleep
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -95,12 +95,8 @@ def _import_psycopg() -> None:
     try:
         importlib.import_module("psycopg")  # only the `postgres` extra brings it
     except ImportError as error:
-        msg = "PostgresStore needs psycopg 3: pip install 'refresh-middleware[postgres]'"
+        msg = "PostgresStore needs psycopg 3: pip install -e '.[postgres]' in a clone"
         raise ImportError(msg, name="psycopg") from error
-
-
-def _finite_seconds(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _table_name(table: object) -> tuple[str, ...]:
@@ -153,7 +149,7 @@ class PostgresStore:
         _import_psycopg()
         options: dict[str, object] = {"lease": lease, "timeout": timeout}
         for name, value in options.items():
-            if not _finite_seconds(value):
+            if not finite_seconds(value):
                 msg = f"{name} must be a positive, finite number of seconds, got {value!r}"
                 raise ValueError(msg)
         self._table_parts: Final = _table_name(table)

@@ -32,7 +32,7 @@ from refresh_middleware._events import REDACTED, describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
 from ._records import Record, is_generation
-from ._store import Lease
+from ._store import Lease, finite_seconds
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable
@@ -113,12 +113,10 @@ def _import_coredis() -> None:
     try:
         importlib.import_module("coredis")  # only the `redis` extra brings it
     except ImportError as error:
-        msg = "RedisStore needs coredis 6: pip install 'refresh-middleware[redis]'"
+        msg = (
+            "RedisStore needs coredis 6: pip install -e '.[redis]' in a clone of refresh_middleware"
+        )
         raise ImportError(msg, name="coredis") from error
-
-
-def _finite_seconds(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 SCHEMES: Final = ("redis", "rediss", "unix")
@@ -204,7 +202,7 @@ class RedisStore:
         _import_coredis()
         options: dict[str, object] = {"lease": lease, "timeout": timeout}
         for name, value in options.items():
-            if not _finite_seconds(value):
+            if not finite_seconds(value):
                 msg = f"{name} must be a positive, finite number of seconds, got {value!r}"
                 raise ValueError(msg)
         _check_topology(redis, cluster=cluster, sentinel=sentinel)

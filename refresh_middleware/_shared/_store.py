@@ -10,6 +10,7 @@ conditional writes) can serve a fleet; `FileStore` and `RedisStore` are the two 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from ._records import Record
 
-__all__ = ["Lease", "Store", "StoreSession", "no_keeping", "shielded", "sleep"]
+__all__ = ["Lease", "Store", "StoreSession", "finite_seconds", "no_keeping", "shielded", "sleep"]
 
 R = TypeVar("R")
 
@@ -97,6 +98,11 @@ class Store(Protocol):
     def open(self, key: str) -> AbstractAsyncContextManager[StoreSession]:
         """A session on the record and lock of `key` (a connection, for a networked store)."""
         ...
+
+
+def finite_seconds(value: object) -> bool:
+    """Whether `value` is a number of seconds a store's option can be: positive and finite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 @contextlib.asynccontextmanager
