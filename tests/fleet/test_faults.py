@@ -26,6 +26,8 @@ from refresh_middleware.shared import (
     CorruptRecordError,
     Credential,
     FileStore,
+    MemoryStore,
+    PostgresStore,
     ReauthenticationRequiredError,
     RedisStore,
     SharedCredential,
@@ -342,6 +344,8 @@ async def test_a_cancellation_that_lands_on_the_lock_command_leaves_no_lock(own_
 async def test_a_record_with_an_absurd_generation_is_corrupt(store):
     """A generation of 5,000 digits is a corrupt record, not a bare ValueError from int()."""
     absurd = b"9" * 5000
+    if isinstance(store, MemoryStore | PostgresStore):
+        pytest.skip("its generations are integers of its own (a Record's, a bigint column)")
     if isinstance(store, FileStore):
         await plant_raw(store, KEY, absurd + b"\n{}")
     else:
