@@ -28,6 +28,7 @@ engine (`_retry.open_async(..., adopt=adopt_async)`), which knows no streams; `c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -196,6 +197,39 @@ async def close_async(call: Call, error: BaseException | None = None) -> None:
         logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(failure))
 
 
+async def finish_async(call: Call) -> None:
+    """At a DONE item: let the SDK's reader reach its end, then close the attempt.
+
+    The bare SDK reads on past its last event to the end of the body, where its reader closes
+    the HTTP response. Stopping at DONE left that reader suspended and the response open,
+    and closing the response under it would break a view's helpers that read on
+    (`get_final_message()` reads until the end). One more read, never forwarded, lets the
+    reader end: the helpers then work on what was read. An item or error found there is
+    dropped (the consumer has its answer), bounded like a close, and the attempt is closed.
+    """
+    items = cast("Attempt", call.opened).items
+
+    async def end() -> None:
+        with contextlib.suppress(StopAsyncIteration):
+            await items.__anext__()
+
+    try:
+        await close_shielded(end, CLOSE_TIMEOUT)
+    except Exception as failure:  # noqa: BLE001 - past DONE; nothing more is forwarded
+        logger.debug("refresh_middleware: reading past DONE failed: %r", type(failure))
+    await close_async(call)
+
+
+def finish_sync(call: Call) -> None:
+    """The sync form of `finish_async`: one more read, never forwarded, then the close."""
+    try:
+        with contextlib.suppress(StopIteration):
+            cast("Attempt", call.opened).items.__next__()
+    except Exception as failure:  # noqa: BLE001 - as in finish_async
+        logger.debug("refresh_middleware: reading past DONE failed: %r", type(failure))
+    close_sync(call)
+
+
 def close_sync(call: Call, error: BaseException | None = None) -> None:
     """Close the open sync attempt, if any, never raising."""
     attempt, call.opened = call.opened, None
@@ -213,16 +247,15 @@ def close_sync(call: Call, error: BaseException | None = None) -> None:
 # unasync source begins
 
 
-async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, PLR0912
+async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901
     """Forward the items of the current attempt through the gate, retrying as it says.
 
-    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
-    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here. Every streamed item passes here: the loops are written
-    out flat, in one function.
+    The attempt is closed here however the loop ends: exhausted, stopped at its DONE item
+    (`finish_async`: its reader ends and closes its HTTP response, as with the bare SDK),
+    broken off, cancelled or failed. Every streamed item passes here:
+    the loops are written out flat, in one function.
     """
     gate = call.gate
-    done = False
     try:
         while not gate.passthrough:
             opened = call.opened or await _reopen_async(call)
@@ -239,8 +272,8 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, P
                 action, item = gate.on_item(item)
                 if action is not GateAction.RETRY:
                     yield item
-                    done = action is GateAction.FORWARD_AND_STOP
-                    if done:
+                    if action is GateAction.FORWARD_AND_STOP:
+                        await finish_async(call)
                         return
                     continue
                 failed = None
@@ -259,11 +292,10 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, P
                 return
             yield item
             if kind_of(item) is end:
-                done = True
+                await finish_async(call)
                 return
     finally:
-        if not (done and call.view is not None):
-            await close_async(call)
+        await close_async(call)
 
 
 async def _reopen_async(call: Call) -> Attempt:
@@ -340,16 +372,15 @@ class AsyncStreamView(wrapt.ObjectProxy[Any]):
 # Written by tools/unasync.py from the source above: edit that, then run it.
 
 
-def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
+def items_sync(call: Call) -> Generator[Any]:  # noqa: C901
     """Forward the items of the current attempt through the gate, retrying as it says.
 
-    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
-    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here. Every streamed item passes here: the loops are written
-    out flat, in one function.
+    The attempt is closed here however the loop ends: exhausted, stopped at its DONE item
+    (`finish_sync`: its reader ends and closes its HTTP response, as with the bare SDK),
+    broken off, cancelled or failed. Every streamed item passes here:
+    the loops are written out flat, in one function.
     """
     gate = call.gate
-    done = False
     try:
         while not gate.passthrough:
             opened = call.opened or _reopen_sync(call)
@@ -366,8 +397,8 @@ def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
                 action, item = gate.on_item(item)
                 if action is not GateAction.RETRY:
                     yield item
-                    done = action is GateAction.FORWARD_AND_STOP
-                    if done:
+                    if action is GateAction.FORWARD_AND_STOP:
+                        finish_sync(call)
                         return
                     continue
                 failed = None
@@ -386,11 +417,10 @@ def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
                 return
             yield item
             if kind_of(item) is end:
-                done = True
+                finish_sync(call)
                 return
     finally:
-        if not (done and call.view is not None):
-            close_sync(call)
+        close_sync(call)
 
 
 def _reopen_sync(call: Call) -> Attempt:
