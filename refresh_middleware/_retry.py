@@ -113,7 +113,11 @@ class Call:
         current = self.flight.current
         if current.value is None:  # class mode: the instance is the provider
             return Current(current.generation, self.holder)
-        return current
+        # Instance mode: the provider is what the proxy wraps now, which the user may have
+        # assigned (`proxy.__wrapped__ = other`), not the flight's copy. The generation is
+        # read first: a refresh landing in between pairs it with the fresh provider, whose
+        # 401 then finds that generation refreshed already, never the reverse.
+        return Current(current.generation, cast("Any", self.holder).__wrapped__)
 
     def start(self, provider: object) -> Any:
         """Call the original method on `provider`: a new attempt, not yet awaited or opened."""
