@@ -74,6 +74,9 @@ class FirstAttempt(NamedTuple):
     """The generation and provider it was started on."""
     value: Any
     """What the method returned."""
+    ahead: bool = False
+    """It is an async stream, not yet opened, started inside a window before expiry on an
+    event loop: the refresh ahead runs when it is opened (`_streams.PendingStream`)."""
 
 
 class Call:
@@ -227,7 +230,10 @@ async def open_async(
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        current, value = first or (await ready_async(call) if ahead else call.current(), NOTHING)
+        if first is None:
+            current, value = await ready_async(call) if ahead else call.current(), NOTHING
+        else:
+            current, value = first.current, first.value
         try:
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
@@ -286,7 +292,10 @@ def open_sync(
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        current, value = first or (ready_sync(call) if ahead else call.current(), NOTHING)
+        if first is None:
+            current, value = ready_sync(call) if ahead else call.current(), NOTHING
+        else:
+            current, value = first.current, first.value
         try:
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
@@ -321,18 +330,20 @@ def start_plain(call: Call) -> FirstAttempt | None:
 
     A plain method (the SDKs' `create`, `anthropic`'s `messages.stream()`) is called at once,
     and what it returns decides the rest. A refresh it needs first runs here, synchronously,
-    outside an event loop. Inside one nothing may block, so a refresh ahead of expiry waits
-    for the first await, enter or read of what the caller gets: a stream method is not called
-    until then (None), and a call that returned a coroutine is started again when awaited.
+    outside an event loop. Inside one nothing may block, so no refresh ahead of expiry runs
+    here: credentials inside a window are still valid, and the method is called on them. A
+    coroutine it returned has sent nothing yet: it is closed (None) and started again when
+    awaited, after the refresh ahead; an async stream or manager is marked `ahead`, for the
+    refresh to run when it is opened. A sync client's stream or value is what the caller
+    gets, as it is: refreshing ahead synchronously here would block the loop (and wait
+    forever on a refresh that another task of the same loop runs), so it is left to the next
+    awaited call, and a 401 meanwhile takes the 401 path.
     A 401 the method raises itself, before anything could be awaited, is refreshed here.
     """
     current = call.current()
-    method = call.method
-    ahead = method.options.expires_at is not None and window_of(call, current) is not None
+    ahead = call.method.options.expires_at is not None and window_of(call, current) is not None
     if ahead and not in_event_loop():
         current, ahead = ready_sync(call), False
-    elif ahead and method.stream:
-        return None
     try:
         value = call.start(current.value)
     except Exception as error:
@@ -343,6 +354,8 @@ def start_plain(call: Call) -> FirstAttempt | None:
         if ahead and inspect.iscoroutine(value):
             value.close()  # never started, so nothing was sent: the awaited call starts anew
             return None
+        if ahead and (hasattr(value, "__aiter__") or hasattr(value, "__aenter__")):
+            return FirstAttempt(current, value, ahead=True)
         return FirstAttempt(current, value)
     if not recover_sync(call, current.generation, current.value, failed):
         raise failed

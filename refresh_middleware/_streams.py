@@ -49,6 +49,7 @@ from ._retry import (
     recover_sync,
     start_plain,
 )
+from ._refresh import ready_async
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -521,8 +522,8 @@ async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
     first = start_plain(call)
-    if first is None:
-        return PendingStream(call, None)
+    if first is None or first.ahead:
+        return PendingStream(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
         adopt_iterable(call, first)  # nothing to await: it opens on the first read
@@ -553,6 +554,12 @@ class PendingStream:
 
     async def _open(self) -> Any:
         first, self._first = self._first, None
+        if first is not None and first.ahead:
+            # Started inside a window before expiry: refresh ahead now. Nothing was sent yet
+            # (a manager sends when entered, an iterator when read), so one started on
+            # credentials refreshed meanwhile is dropped and the method called anew.
+            current = await ready_async(self._call)
+            first = first if current.generation == first.current.generation else None
         opened = await open_async(self._call, first, adopt_async)
         if opened is not OPENED:
             return opened
