@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTHING",
     "OPENED",
+    "AheadAttempt",
     "Call",
     "FirstAttempt",
     "attach_refresh_failure",
@@ -74,9 +75,16 @@ class FirstAttempt(NamedTuple):
     """The generation and provider it was started on."""
     value: Any
     """What the method returned."""
-    ahead: bool = False
-    """It is an async stream, not yet opened, started inside a window before expiry on an
-    event loop: the refresh ahead runs when it is opened (`_streams.PendingStream`)."""
+
+
+class AheadAttempt(FirstAttempt):
+    """A stream started in a window before expiry on a loop, refreshed ahead when opened.
+
+    It is an async stream or manager, which sends nothing until entered or read; the refresh
+    ahead runs at that point (`_streams.PendingStream`).
+    """
+
+    __slots__ = ()
 
 
 class Call:
@@ -230,10 +238,7 @@ async def open_async(
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        if first is None:
-            current, value = await ready_async(call) if ahead else call.current(), NOTHING
-        else:
-            current, value = first.current, first.value
+        current, value = first or (await ready_async(call) if ahead else call.current(), NOTHING)
         try:
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
@@ -292,10 +297,7 @@ def open_sync(
     """
     gate, ahead = call.gate, call.method.options.expires_at is not None
     while True:
-        if first is None:
-            current, value = ready_sync(call) if ahead else call.current(), NOTHING
-        else:
-            current, value = first.current, first.value
+        current, value = first or (ready_sync(call) if ahead else call.current(), NOTHING)
         try:
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
@@ -355,7 +357,7 @@ def start_plain(call: Call) -> FirstAttempt | None:
             value.close()  # never started, so nothing was sent: the awaited call starts anew
             return None
         if ahead and (hasattr(value, "__aiter__") or hasattr(value, "__aenter__")):
-            return FirstAttempt(current, value, ahead=True)
+            return AheadAttempt(current, value)
         return FirstAttempt(current, value)
     if not recover_sync(call, current.generation, current.value, failed):
         raise failed

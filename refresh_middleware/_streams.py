@@ -39,8 +39,10 @@ import wrapt
 from ._backend import close_shielded
 from ._classify import GateAction, ItemKind
 from ._events import logger
+from ._refresh import ready_async
 from ._retry import (
     OPENED,
+    AheadAttempt,
     Call,
     FirstAttempt,
     open_async,
@@ -49,7 +51,6 @@ from ._retry import (
     recover_sync,
     start_plain,
 )
-from ._refresh import ready_async
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -522,7 +523,7 @@ async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
     first = start_plain(call)
-    if first is None or first.ahead:
+    if first is None or isinstance(first, AheadAttempt):
         return PendingStream(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
@@ -554,7 +555,7 @@ class PendingStream:
 
     async def _open(self) -> Any:
         first, self._first = self._first, None
-        if first is not None and first.ahead:
+        if isinstance(first, AheadAttempt):
             # Started inside a window before expiry: refresh ahead now. Nothing was sent yet
             # (a manager sends when entered, an iterator when read), so one started on
             # credentials refreshed meanwhile is dropped and the method called anew.
