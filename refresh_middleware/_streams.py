@@ -537,6 +537,16 @@ def stream_plain(call: Call) -> Any:
     return SyncStreamView(call) if opened is OPENED else opened
 
 
+async def _drop_async(value: object) -> None:
+    """Close an async stream that was never read; a manager never entered has nothing open."""
+    if hasattr(value, "__aiter__"):
+        closer = _closer_of(value)
+        if closer is not None:
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+
+
 class PendingStream:
     """A stream whose first attempt opens at the consumer's first await, enter or read.
 
@@ -560,7 +570,9 @@ class PendingStream:
             # (a manager sends when entered, an iterator when read), so one started on
             # credentials refreshed meanwhile is dropped and the method called anew.
             current = await ready_async(self._call)
-            first = first if current.generation == first.current.generation else None
+            if current.generation != first.current.generation:
+                await _drop_async(first.value)
+                first = None
         opened = await open_async(self._call, first, adopt_async)
         if opened is not OPENED:
             return opened
@@ -596,7 +608,10 @@ class PendingStream:
         return await self._view.__anext__()
 
     async def aclose(self) -> None:
-        """Close the stream, if it was opened."""
+        """Close the stream, if it was opened (or what the method returned, if not entered)."""
+        first, self._first = self._first, None
+        if first is not None:
+            await _drop_async(first.value)
         view, self._view = self._view, None
         if view is not None:
             await view.aclose()
