@@ -537,14 +537,10 @@ def stream_plain(call: Call) -> Any:
     return SyncStreamView(call) if opened is OPENED else opened
 
 
-async def _drop_async(value: object) -> None:
+async def _drop_async(first: FirstAttempt) -> None:
     """Close an async stream that was never read; a manager never entered has nothing open."""
-    if hasattr(value, "__aiter__"):
-        closer = _closer_of(value)
-        if closer is not None:
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
+    if hasattr(first.value, "__aiter__"):
+        await _async_attempt(first.current, first.value, None).close(None)
 
 
 class PendingStream:
@@ -571,7 +567,7 @@ class PendingStream:
             # credentials refreshed meanwhile is dropped and the method called anew.
             current = await ready_async(self._call)
             if current.generation != first.current.generation:
-                await _drop_async(first.value)
+                await _drop_async(first)
                 first = None
         opened = await open_async(self._call, first, adopt_async)
         if opened is not OPENED:
@@ -611,7 +607,7 @@ class PendingStream:
         """Close the stream, if it was opened (or what the method returned, if not entered)."""
         first, self._first = self._first, None
         if first is not None:
-            await _drop_async(first.value)
+            await _drop_async(first)
         view, self._view = self._view, None
         if view is not None:
             await view.aclose()

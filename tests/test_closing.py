@@ -416,3 +416,27 @@ def test_a_sync_stream_view_follows_the_retry() -> None:
 
     assert ([text("a"), DONE], 2) == (items, log.events.count("open"))
     assert current.items is not None
+
+
+async def test_a_waiting_stream_whose_advisory_refresh_failed_reads_what_was_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """In the advisory window, a failed refresh ahead leaves the stream already started to be
+    read on the still-valid credentials: started once, closed once."""
+    log = Log([text("a"), DONE])
+
+    async def fail(stale: Later) -> Later:
+        raise RuntimeError("auth server down")
+
+    stream = refresh_on_401(
+        Later(log, trio.current_time() + 100),
+        refresh=fail,
+        calls=(),
+        streams=("returned",),
+        expires_at=lambda p: p.expires_at,
+        clock=trio.current_time,
+    ).returned("x")
+    async with contextlib.aclosing(stream):
+        items = [item async for item in stream]
+
+    assert ([text("a"), DONE], ["open", "close"]) == (items, log.events)
