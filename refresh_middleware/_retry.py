@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTHING",
     "OPENED",
+    "AheadAttempt",
     "Call",
     "FirstAttempt",
     "attach_refresh_failure",
@@ -74,6 +75,16 @@ class FirstAttempt(NamedTuple):
     """The generation and provider it was started on."""
     value: Any
     """What the method returned."""
+
+
+class AheadAttempt(FirstAttempt):
+    """A stream started in a window before expiry on a loop, refreshed ahead when opened.
+
+    It is an async stream or manager, which sends nothing until entered or read; the refresh
+    ahead runs at that point (`_streams.PendingStream`).
+    """
+
+    __slots__ = ()
 
 
 class Call:
@@ -113,7 +124,11 @@ class Call:
         current = self.flight.current
         if current.value is None:  # class mode: the instance is the provider
             return Current(current.generation, self.holder)
-        return current
+        # Instance mode: the provider is what the proxy wraps now, which the user may have
+        # assigned (`proxy.__wrapped__ = other`), not the flight's copy. The generation is
+        # read first: a refresh landing in between pairs it with the fresh provider, whose
+        # 401 then finds that generation refreshed already, never the reverse.
+        return Current(current.generation, cast("Any", self.holder).__wrapped__)
 
     def start(self, provider: object) -> Any:
         """Call the original method on `provider`: a new attempt, not yet awaited or opened."""
@@ -323,18 +338,20 @@ def start_plain(call: Call) -> FirstAttempt | None:
 
     A plain method (the SDKs' `create`, `anthropic`'s `messages.stream()`) is called at once,
     and what it returns decides the rest. A refresh it needs first runs here, synchronously,
-    outside an event loop. Inside one nothing may block, so a refresh ahead of expiry waits
-    for the first await, enter or read of what the caller gets: a stream method is not called
-    until then (None), and a call that returned a coroutine is started again when awaited.
+    outside an event loop. Inside one nothing may block, so no refresh ahead of expiry runs
+    here: credentials inside a window are still valid, and the method is called on them. A
+    coroutine it returned has sent nothing yet: it is closed (None) and started again when
+    awaited, after the refresh ahead; an async stream or manager is marked `ahead`, for the
+    refresh to run when it is opened. A sync client's stream or value is what the caller
+    gets, as it is: refreshing ahead synchronously here would block the loop (and wait
+    forever on a refresh that another task of the same loop runs), so it is left to the next
+    awaited call, and a 401 meanwhile takes the 401 path.
     A 401 the method raises itself, before anything could be awaited, is refreshed here.
     """
     current = call.current()
-    method = call.method
-    ahead = method.options.expires_at is not None and window_of(call, current) is not None
+    ahead = call.method.options.expires_at is not None and window_of(call, current) is not None
     if ahead and not in_event_loop():
         current, ahead = ready_sync(call), False
-    elif ahead and method.stream:
-        return None
     try:
         value = call.start(current.value)
     except Exception as error:
@@ -345,6 +362,8 @@ def start_plain(call: Call) -> FirstAttempt | None:
         if ahead and inspect.iscoroutine(value):
             value.close()  # never started, so nothing was sent: the awaited call starts anew
             return None
+        if ahead and (hasattr(value, "__aiter__") or hasattr(value, "__aenter__")):
+            return AheadAttempt(current, value)
         return FirstAttempt(current, value)
     if not recover_sync(call, current.generation, current.value, failed):
         raise failed

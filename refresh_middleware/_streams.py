@@ -28,6 +28,7 @@ engine (`_retry.open_async(..., adopt=adopt_async)`), which knows no streams; `c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -39,8 +40,10 @@ from ._backend import close_shielded
 from ._events import logger
 from ._gate import GateAction
 from ._kinds import ItemKind
+from ._refresh import ready_async
 from ._retry import (
     OPENED,
+    AheadAttempt,
     Call,
     FirstAttempt,
     open_async,
@@ -197,6 +200,39 @@ async def close_async(call: Call, error: BaseException | None = None) -> None:
         logger.debug("refresh_middleware: closing an abandoned stream failed: %r", type(failure))
 
 
+async def finish_async(call: Call) -> None:
+    """At a DONE item: let the SDK's reader reach its end, then close the attempt.
+
+    The bare SDK reads on past its last event to the end of the body, where its reader closes
+    the HTTP response. Stopping at DONE left that reader suspended and the response open,
+    and closing the response under it would break a view's helpers that read on
+    (`get_final_message()` reads until the end). One more read, never forwarded, lets the
+    reader end: the helpers then work on what was read. An item or error found there is
+    dropped (the consumer has its answer), bounded like a close, and the attempt is closed.
+    """
+    items = cast("Attempt", call.opened).items
+
+    async def end() -> None:
+        with contextlib.suppress(StopAsyncIteration):
+            await items.__anext__()
+
+    try:
+        await close_shielded(end, CLOSE_TIMEOUT)
+    except Exception as failure:  # noqa: BLE001 - past DONE; nothing more is forwarded
+        logger.debug("refresh_middleware: reading past DONE failed: %r", type(failure))
+    await close_async(call)
+
+
+def finish_sync(call: Call) -> None:
+    """The sync form of `finish_async`: one more read, never forwarded, then the close."""
+    try:
+        with contextlib.suppress(StopIteration):
+            cast("Attempt", call.opened).items.__next__()
+    except Exception as failure:  # noqa: BLE001 - as in finish_async
+        logger.debug("refresh_middleware: reading past DONE failed: %r", type(failure))
+    close_sync(call)
+
+
 def close_sync(call: Call, error: BaseException | None = None) -> None:
     """Close the open sync attempt, if any, never raising."""
     attempt, call.opened = call.opened, None
@@ -214,16 +250,15 @@ def close_sync(call: Call, error: BaseException | None = None) -> None:
 # unasync source begins
 
 
-async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, PLR0912
+async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901
     """Forward the items of the current attempt through the gate, retrying as it says.
 
-    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
-    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here. Every streamed item passes here: the loops are written
-    out flat, in one function.
+    The attempt is closed here however the loop ends: exhausted, stopped at its DONE item
+    (`finish_async`: its reader ends and closes its HTTP response, as with the bare SDK),
+    broken off, cancelled or failed. Every streamed item passes here:
+    the loops are written out flat, in one function.
     """
     gate = call.gate
-    done = False
     try:
         while not gate.passthrough:
             opened = call.opened or await _reopen_async(call)
@@ -240,8 +275,8 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, P
                 action, item = gate.on_item(item)
                 if action is not GateAction.RETRY:
                     yield item
-                    done = action is GateAction.FORWARD_AND_STOP
-                    if done:
+                    if action is GateAction.FORWARD_AND_STOP:
+                        await finish_async(call)
                         return
                     continue
                 failed = None
@@ -260,11 +295,10 @@ async def items_async(call: Call) -> AsyncGenerator[Any, None]:  # noqa: C901, P
                 return
             yield item
             if kind_of(item) is end:
-                done = True
+                await finish_async(call)
                 return
     finally:
-        if not (done and call.view is not None):
-            await close_async(call)
+        await close_async(call)
 
 
 async def _reopen_async(call: Call) -> Attempt:
@@ -341,16 +375,15 @@ class AsyncStreamView(wrapt.ObjectProxy[Any]):
 # Written by tools/unasync.py from the source above: edit that, then run it.
 
 
-def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
+def items_sync(call: Call) -> Generator[Any]:  # noqa: C901
     """Forward the items of the current attempt through the gate, retrying as it says.
 
-    A stream stopped at its DONE item is left open for its view, whose SDK helpers may still
-    read the rest of the attempt (the view's owner closes it); an exhausted one, or one ended
-    in any other way, is closed here. Every streamed item passes here: the loops are written
-    out flat, in one function.
+    The attempt is closed here however the loop ends: exhausted, stopped at its DONE item
+    (`finish_sync`: its reader ends and closes its HTTP response, as with the bare SDK),
+    broken off, cancelled or failed. Every streamed item passes here:
+    the loops are written out flat, in one function.
     """
     gate = call.gate
-    done = False
     try:
         while not gate.passthrough:
             opened = call.opened or _reopen_sync(call)
@@ -367,8 +400,8 @@ def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
                 action, item = gate.on_item(item)
                 if action is not GateAction.RETRY:
                     yield item
-                    done = action is GateAction.FORWARD_AND_STOP
-                    if done:
+                    if action is GateAction.FORWARD_AND_STOP:
+                        finish_sync(call)
                         return
                     continue
                 failed = None
@@ -387,11 +420,10 @@ def items_sync(call: Call) -> Generator[Any]:  # noqa: C901, PLR0912
                 return
             yield item
             if kind_of(item) is end:
-                done = True
+                finish_sync(call)
                 return
     finally:
-        if not (done and call.view is not None):
-            close_sync(call)
+        close_sync(call)
 
 
 def _reopen_sync(call: Call) -> Attempt:
@@ -492,8 +524,8 @@ async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
     first = start_plain(call)
-    if first is None:
-        return PendingStream(call, None)
+    if first is None or isinstance(first, AheadAttempt):
+        return PendingStream(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
         adopt_iterable(call, first)  # nothing to await: it opens on the first read
@@ -504,6 +536,12 @@ def stream_plain(call: Call) -> Any:
         return _view_when_awaited(call, first)
     opened = open_sync(call, first, adopt_sync)
     return SyncStreamView(call) if opened is OPENED else opened
+
+
+async def _drop_async(first: FirstAttempt) -> None:
+    """Close an async stream that was never read; a manager never entered has nothing open."""
+    if hasattr(first.value, "__aiter__"):
+        await _async_attempt(first.current, first.value, None).close(None)
 
 
 class PendingStream:
@@ -524,6 +562,14 @@ class PendingStream:
 
     async def _open(self) -> Any:
         first, self._first = self._first, None
+        if isinstance(first, AheadAttempt):
+            # Started inside a window before expiry: refresh ahead now. Nothing was sent yet
+            # (a manager sends when entered, an iterator when read), so one started on
+            # credentials refreshed meanwhile is dropped and the method called anew.
+            current = await ready_async(self._call)
+            if current.generation != first.current.generation:
+                await _drop_async(first)
+                first = None
         opened = await open_async(self._call, first, adopt_async)
         if opened is not OPENED:
             return opened
@@ -559,7 +605,10 @@ class PendingStream:
         return await self._view.__anext__()
 
     async def aclose(self) -> None:
-        """Close the stream, if it was opened."""
+        """Close the stream, if it was opened (or what the method returned, if not entered)."""
+        first, self._first = self._first, None
+        if first is not None:
+            await _drop_async(first)
         view, self._view = self._view, None
         if view is not None:
             await view.aclose()

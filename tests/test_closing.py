@@ -311,25 +311,26 @@ async def test_a_waiting_stream_read_for_items_that_gives_a_value_says_so(
 async def test_a_waiting_stream_closed_before_it_opened_opens_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Closing what never opened sends nothing and opens nothing."""
+    """Closing what was never read reads nothing and closes what the method returned."""
     log = Log([text("a"), DONE])
 
     await later(log).returned("x").aclose()
 
-    assert [] == log.events
+    assert ["open", "close"] == log.events
 
 
 async def test_a_waiting_stream_read_directly_opens_after_the_refresh(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Read with `async for`, the stream opens (refreshed) on the first read and is closed."""
-    log = Log([text("a"), DONE])
+    """Read with `async for`, the stream is refreshed on the first read, started again on the
+    fresh provider (the one started on the stale one is closed unread), and closed."""
+    log = Log([Unauthorized()], [text("a"), DONE])
     stream = later(log).returned("x")
 
     async with contextlib.aclosing(stream):
         items = [item async for item in stream]
 
-    assert ([text("a"), DONE], ["open", "close"]) == (items, log.events)
+    assert ([text("a"), DONE], ["open", "close", "open", "close"]) == (items, log.events)
 
 
 async def test_a_manager_awaited_instead_of_entered_gives_its_stream() -> None:
@@ -415,3 +416,27 @@ def test_a_sync_stream_view_follows_the_retry() -> None:
 
     assert ([text("a"), DONE], 2) == (items, log.events.count("open"))
     assert current.items is not None
+
+
+async def test_a_waiting_stream_whose_advisory_refresh_failed_reads_what_was_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """In the advisory window, a failed refresh ahead leaves the stream already started to be
+    read on the still-valid credentials: started once, closed once."""
+    log = Log([text("a"), DONE])
+
+    async def fail(stale: Later) -> Later:
+        raise RuntimeError("auth server down")
+
+    stream = refresh_on_401(
+        Later(log, trio.current_time() + 100),
+        refresh=fail,
+        calls=(),
+        streams=("returned",),
+        expires_at=lambda p: p.expires_at,
+        clock=trio.current_time,
+    ).returned("x")
+    async with contextlib.aclosing(stream):
+        items = [item async for item in stream]
+
+    assert ([text("a"), DONE], ["open", "close"]) == (items, log.events)

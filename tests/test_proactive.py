@@ -501,3 +501,28 @@ async def test_an_async_refresh_works_with_only_plain_stream_methods(
             items = [item async for item in stream]
 
     assert ([text("1")], [1]) == (items, sent.keys)
+
+
+@pytest.mark.parametrize("expires_in", [100, 10], ids=["advisory", "mandatory"])
+async def test_a_sync_stream_method_called_from_async_code_in_a_window_returns_its_stream(
+    expires_in: float,
+) -> None:
+    """A sync stream method called on an event loop inside a window returns its iterator."""
+    clock = FakeClock()
+
+    assert [text("0")] == list(sync_expiring(clock, expires_in).chat_stream("x"))
+
+
+async def test_a_sync_method_streaming_a_value_in_a_window_returns_the_value() -> None:
+    """A sync stream method that returns a value, called on an event loop in a window, gives it."""
+    clock = FakeClock()
+    provider = refresh_on_401(
+        SyncExpiring(clock.now + 100),
+        refresh=lambda stale: SyncExpiring(clock.now + 600, 1),
+        expires_at=lambda p: p.expires_at,
+        clock=clock,
+        calls=(),
+        streams=("chat",),
+    )
+
+    assert 0 == provider.chat("x")

@@ -347,3 +347,45 @@ def test_a_replacement_without_the_methods_is_refused_not_warned() -> None:
         provider.chat("x")
 
     assert [] == [event for event in events if isinstance(event, UnrelatedReplacement)]
+
+
+class Named:
+    """A provider that answers with its name, directly and through a dotted name."""
+
+    def __init__(self, name: str, refused: bool = False) -> None:
+        self.name = name
+        self.refused = refused
+        self.completions = self
+
+    def chat(self) -> str:
+        if self.refused:
+            raise Unauthorized
+        return self.name
+
+    def create(self) -> str:
+        return self.chat()
+
+
+def test_intercepted_methods_follow_an_assigned_wrapped_provider() -> None:
+    """After `proxy.__wrapped__ = other`, chat() and dotted names call `other`."""
+    provider = refresh_on_401(
+        Named("old"), refresh=lambda stale: stale, calls=("chat", "completions.create")
+    )
+
+    provider.__wrapped__ = Named("new")
+
+    assert ("new", "new", "new") == (provider.name, provider.chat(), provider.completions.create())
+
+
+def test_a_refresh_after_an_assignment_refreshes_the_assigned_provider() -> None:
+    """A 401 after `proxy.__wrapped__ = other` refreshes `other`, not the provider it replaced."""
+    stales: list[str] = []
+
+    def renew(stale: Named) -> Named:
+        stales.append(stale.name)
+        return Named(f"{stale.name}, renewed")
+
+    provider = refresh_on_401(Named("old"), refresh=renew)
+    provider.__wrapped__ = Named("new", refused=True)
+
+    assert ("new, renewed", ["new"]) == (provider.chat(), stales)

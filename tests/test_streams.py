@@ -381,8 +381,8 @@ def test_other_exceptions_in_a_stream_are_raised(harness: Harness) -> None:
     assert (0, 1) == (harness.script.refreshes, harness.script.closed_streams)
 
 
-def test_done_stops_reading_and_closes(harness: Harness) -> None:
-    """After DONE nothing more is read from the inner stream, and it is closed."""
+def test_done_stops_forwarding_and_closes(harness: Harness) -> None:
+    """After DONE nothing more is forwarded (one read lets the inner stream end), and it closes."""
     harness.script.streams.append([text("a"), DONE, ServerError("read past the end")])
 
     assert [text("a"), DONE] == harness.run(harness.drain)
@@ -597,7 +597,7 @@ async def test_stream_callables_set_on_the_instance_are_intercepted() -> None:
 
 
 async def test_a_view_of_an_sdk_stream_reaches_its_attributes_and_closes_it(mode: str) -> None:
-    """An awaitable's stream comes back as a view: the SDK object's attributes, gated items."""
+    """An awaitable's stream comes back as a view: the SDK's attributes, gated items, one close."""
     script = Script(valid_from=1)
     script.streams.extend([[], [text("a"), DONE]])
     provider = shaped("awaitable", script, mode)
@@ -609,4 +609,4 @@ async def test_a_view_of_an_sdk_stream_reaches_its_attributes_and_closes_it(mode
 
     assert (Stream, [text("a"), DONE]) == (type(stream.__wrapped__), items)
     assert isinstance(stream, Stream)
-    assert (0, 1) == (closed_before, script.closed_streams)
+    assert (1, 1) == (closed_before, script.closed_streams)

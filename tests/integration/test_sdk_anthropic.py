@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from examples.providers import AnthropicProvider
+from refresh_middleware import refresh_on_401
 
 # The SDK leaves its inner SSE generators suspended (see test_loopback_server.py).
 pytestmark = pytest.mark.filterwarnings(
@@ -188,3 +189,42 @@ async def test_final_message_follows_the_retried_attempt(loopback, provider):
         final = await stream.get_final_message()
 
     assert (FULL_TEXT, FULL_TEXT) == (text_of(events), final.content[0].text)
+
+
+def wrapped_client(loopback, tokens):
+    """`anthropic.AsyncAnthropic` itself wrapped, its raw stream and manager intercepted."""
+
+    async def renew(stale):
+        return stale.with_options(api_key=await tokens.fetch())
+
+    client = anthropic.AsyncAnthropic(
+        base_url=loopback.base_url, api_key=loopback.issue_token(), max_retries=0
+    )
+    return refresh_on_401(
+        client, refresh=renew, calls=(), streams=("messages.create", "messages.stream")
+    )
+
+
+async def test_raw_stream_read_to_its_end_closes_its_response(loopback, tokens):
+    """A raw stream (messages.create(stream=True)) read to its end closes its HTTP response."""
+    client = wrapped_client(loopback, tokens)
+    stream = await client.messages.create(
+        model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    events = [event async for event in stream]
+    closed = stream.response.is_closed
+    await client.close()
+    assert (FULL_TEXT, True) == (text_of(events), closed)
+
+
+async def test_final_message_after_a_stream_read_to_its_end_is_whole(loopback, tokens):
+    """messages.stream() read to its end: the response is closed, the final message whole."""
+    client = wrapped_client(loopback, tokens)
+    async with client.messages.stream(
+        model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        events = [event async for event in stream]
+        closed = stream.response.is_closed
+        final = await stream.get_final_message()
+    await client.close()
+    assert (FULL_TEXT, True, FULL_TEXT) == (text_of(events), closed, final.content[0].text)

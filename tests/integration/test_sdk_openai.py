@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from examples.providers import OpenAIProvider, connect_openai, text_of
+from refresh_middleware import refresh_on_401
 
 # The SDK leaves its inner SSE generators suspended (see test_loopback_server.py); ours are
 # closed, and a warning about them would still fail the test.
@@ -123,3 +124,25 @@ async def test_stale_client_keeps_streaming_after_a_refresh(loopback, provider):
                 loopback.expire_all()
                 await provider.chat("hi")
     assert FULL_TEXT == text_of(received)
+
+
+async def test_responses_stream_read_to_its_end_closes_its_response(loopback, tokens):
+    """A Responses API stream (`create(stream=True)`) read to its end closes its response."""
+
+    async def renew(stale):
+        return stale.with_options(api_key=await tokens.fetch())
+
+    client = refresh_on_401(
+        openai.AsyncOpenAI(
+            base_url=loopback.openai_base_url, api_key=loopback.issue_token(), max_retries=0
+        ),
+        refresh=renew,
+        calls=(),
+        streams=("responses.create",),
+    )
+    stream = await client.responses.create(model="m", input="hi", stream=True)
+    events = [event async for event in stream]
+    closed = stream.response.is_closed
+    await client.close()
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert (FULL_TEXT, True) == (text, closed)

@@ -6,9 +6,11 @@ import asyncio
 import threading
 from contextlib import aclosing, closing
 
+import openai
 import pytest
 
 from examples.providers import OpenAISyncProvider, TokenSource, connect_openai, text_of
+from refresh_middleware import refresh_on_401
 from refresh_middleware.testing import run_loopback_server_in_thread
 
 FULL_TEXT = "chunk-0 chunk-1 chunk-2 "
@@ -139,3 +141,20 @@ def test_one_proxy_works_across_successive_event_loops(server):
             await provider.aclose()
 
     assert FULL_TEXT == asyncio.run(after_expiry())
+
+
+def test_sync_responses_stream_read_to_its_end_closes_its_response(server):
+    """A sync openai.OpenAI Responses API stream read to its end closes its HTTP response."""
+    tokens = TokenSource(server.token_url)
+    client = refresh_on_401(
+        openai.OpenAI(base_url=server.openai_base_url, api_key=tokens.fetch_sync(), max_retries=0),
+        refresh=lambda stale: stale.with_options(api_key=tokens.fetch_sync()),
+        calls=(),
+        streams=("responses.create",),
+    )
+    stream = client.responses.create(model="m", input="hi", stream=True)
+    events = list(stream)
+    closed = stream.response.is_closed
+    client.close()
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert (FULL_TEXT, True) == (text, closed)
