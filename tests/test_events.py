@@ -171,12 +171,8 @@ class _Records(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-@given(st.sampled_from(FORMS), SCHEMES, NAMES, SECRET_TEXT)
-def test_no_planted_secret_reaches_the_refresh_failed_event_or_the_log(
-    form: str, scheme: str, name: str, secret: str
-) -> None:
-    """A refresh that fails with a secret in its message: no event or log line carries it."""
-    message = _planted(form, scheme, name, secret)
+def _told(message: str) -> tuple[int, str]:
+    """A refresh failing with `message`: how many RefreshFailed events, and all that was said."""
 
     def refresh(stale: SyncScriptedProvider) -> None:
         raise OSError(message)
@@ -200,5 +196,15 @@ def test_no_planted_secret_reaches_the_refresh_failed_event_or_the_log(
         logger.removeHandler(records)
         logger.setLevel(level)
     failed = [event for event in events if isinstance(event, RefreshFailed)]
-    told = "".join(records.lines) + "".join(repr(event) for event in events)
-    assert (1, False) == (len(failed), secret in told)
+    return len(failed), "".join(records.lines) + "".join(repr(event) for event in events)
+
+
+@given(st.sampled_from(FORMS), SCHEMES, NAMES, SECRET_TEXT)
+def test_no_planted_secret_reaches_the_refresh_failed_event_or_the_log(
+    form: str, scheme: str, name: str, secret: str
+) -> None:
+    """A refresh that fails with a secret in its message: no event or log line carries it."""
+    # A secret that the library's own words contain ("refresh_") proves nothing.
+    assume(secret not in _told(_planted(form, scheme, name, "0" * 8))[1])
+    failed, told = _told(_planted(form, scheme, name, secret))
+    assert (1, False) == (failed, secret in told)

@@ -248,5 +248,5 @@ def test_without_httpx2_the_error_says_which_extra_to_install(monkeypatch):
         raise ImportError(name)
 
     monkeypatch.setattr("refresh_middleware._shared._oauth.importlib.import_module", missing)
-    with pytest.raises(ImportError, match=r"refresh-middleware\[oauth\]"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[oauth\]'"):
         OAuth2RefreshGrant("https://idp.example/token", client_id="app")

@@ -209,7 +209,7 @@ def test_a_redis_store_checks_its_seconds(options):
 def test_a_redis_store_without_coredis_says_which_extra_to_install(monkeypatch):
     """Without coredis, making a RedisStore names the `redis` extra."""
     monkeypatch.setitem(sys.modules, "coredis", None)
-    with pytest.raises(ImportError, match=r"refresh-middleware\[redis\]"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[redis\]'"):
         RedisStore("redis://127.0.0.1:6379/0")
 
 
@@ -478,7 +478,7 @@ def test_a_postgres_store_checks_its_table_name(table):
 def test_a_postgres_store_without_psycopg_says_which_extra_to_install(monkeypatch):
     """Without psycopg, making a PostgresStore names the `postgres` extra."""
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    with pytest.raises(ImportError, match=r"refresh-middleware\[postgres\]"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[postgres\]'"):
         PostgresStore("host=db.internal")
 
 
