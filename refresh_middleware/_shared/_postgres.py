@@ -347,9 +347,14 @@ class _PostgresSession:
 
         try:
             connection.execute(self.store.statement(CREATE_TABLE))
-        except psycopg.errors.UniqueViolation:
+        except (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateTable,
+            psycopg.errors.DuplicateObject,
+        ):
             # Another process created it at the same moment (IF NOT EXISTS checks before it
-            # takes the catalogue's lock): it exists now, which is all that was wanted.
+            # takes the catalogue's lock): the loser meets the table, its row type or the
+            # catalogue's unique index, by timing. It exists now, which is all that was wanted.
             return
         logger.info("refresh_middleware: %r created its table", self.store)
 
