@@ -51,6 +51,8 @@ __all__ = [
     "AheadAttempt",
     "Call",
     "FirstAttempt",
+    "LaterAttempt",
+    "RefusedAttempt",
     "attach_refresh_failure",
     "open_async",
     "open_sync",
@@ -77,11 +79,32 @@ class FirstAttempt(NamedTuple):
     """What the method returned."""
 
 
-class AheadAttempt(FirstAttempt):
+class LaterAttempt(FirstAttempt):
+    """A first attempt of a plain stream method whose rest waits for the consumer's first await.
+
+    Inside an event loop nothing may block: what would (a refresh) runs when the consumer first
+    enters, awaits or reads the stream (`_streams.PendingStream`).
+    """
+
+    __slots__ = ()
+
+
+class AheadAttempt(LaterAttempt):
     """A stream started in a window before expiry on a loop, refreshed ahead when opened.
 
     It is an async stream or manager, which sends nothing until entered or read; the refresh
     ahead runs at that point (`_streams.PendingStream`).
+    """
+
+    __slots__ = ()
+
+
+class RefusedAttempt(LaterAttempt):
+    """A plain stream method that raised a 401 at its call inside an event loop: `value` is it.
+
+    Recovering at the call would block the loop for the whole refresh (and for good when
+    another task of that loop runs it), so the refresh and the call again wait for the
+    consumer's first `async with`, await or read (`_streams.RefusedStream`).
     """
 
     __slots__ = ()
@@ -333,7 +356,7 @@ def open_sync(
 # plain methods: called at once, as their callers expect
 
 
-def start_plain(call: Call) -> FirstAttempt | None:
+def start_plain(call: Call, *, defer: bool = False) -> FirstAttempt | None:
     """Call a plain method now, as its caller expects; None when its start must wait.
 
     A plain method (the SDKs' `create`, `anthropic`'s `messages.stream()`) is called at once,
@@ -346,7 +369,9 @@ def start_plain(call: Call) -> FirstAttempt | None:
     gets, as it is: refreshing ahead synchronously here would block the loop (and wait
     forever on a refresh that another task of the same loop runs), so it is left to the next
     awaited call, and a 401 meanwhile takes the 401 path.
-    A 401 the method raises itself, before anything could be awaited, is refreshed here.
+    A 401 the method raises itself, before anything could be awaited, is refreshed here;
+    inside an event loop, when the caller can `defer` (a stream, opened later), it is handed
+    back as a `RefusedAttempt`, for the refresh to run when the stream is first used.
     """
     current = call.current()
     ahead = call.method.options.expires_at is not None and window_of(call, current) is not None
@@ -357,6 +382,8 @@ def start_plain(call: Call) -> FirstAttempt | None:
     except Exception as error:
         if call.gate.on_exception(error) is not GateAction.RETRY:
             raise
+        if defer and in_event_loop():
+            return RefusedAttempt(current, error)
         failed = error
     else:
         if ahead and inspect.iscoroutine(value):

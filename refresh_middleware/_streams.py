@@ -46,6 +46,8 @@ from ._retry import (
     AheadAttempt,
     Call,
     FirstAttempt,
+    LaterAttempt,
+    RefusedAttempt,
     open_async,
     open_sync,
     recover_async,
@@ -63,6 +65,7 @@ __all__ = [
     "AsyncStreamView",
     "Attempt",
     "PendingStream",
+    "RefusedStream",
     "SyncStreamView",
     "stream_async_generator",
     "stream_coroutine",
@@ -523,9 +526,9 @@ async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
 
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
-    first = start_plain(call)
-    if first is None or isinstance(first, AheadAttempt):
-        return PendingStream(call, first)
+    first = start_plain(call, defer=True)
+    if first is None or isinstance(first, LaterAttempt):
+        return (RefusedStream if isinstance(first, RefusedAttempt) else PendingStream)(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
         adopt_iterable(call, first)  # nothing to await: it opens on the first read
@@ -612,3 +615,65 @@ class PendingStream:
         view, self._view = self._view, None
         if view is not None:
             await view.aclose()
+
+
+class RefusedStream(PendingStream):
+    """A plain stream method refused (401) at its call inside an event loop, recovered when used.
+
+    Refreshing at the call would block the loop for the whole refresh, wait for good on a
+    refresh another task of that loop runs, and could not await a coroutine `refresh` at all.
+    The consumer's first `async with`, await or read refreshes as any async caller does, then
+    calls the method again and opens what it returns. Nobody knows what the refused call would
+    have returned, so a synchronous `with` or `for` (a sync client's stream in a notebook)
+    works too: it refreshes synchronously, as the call does outside a loop.
+    """
+
+    __slots__ = ("_sync",)
+
+    def __init__(self, call: Call, first: RefusedAttempt) -> None:
+        super().__init__(call, first)
+        self._sync: Any = None
+
+    def _refused(self) -> RefusedAttempt | None:
+        refused, self._first = self._first, None
+        return cast("RefusedAttempt | None", refused)
+
+    async def _open(self) -> Any:
+        refused = self._refused()
+        if refused is not None:
+            current, error = refused.current, refused.value
+            if not await recover_async(self._call, current.generation, current.value, error):
+                raise error
+        return await super()._open()
+
+    def _open_sync(self) -> Any:
+        if self._sync is None:
+            call, refused = self._call, self._refused()
+            if refused is not None:
+                current, error = refused.current, refused.value
+                if not recover_sync(call, current.generation, current.value, error):
+                    raise error
+            opened = open_sync(call, None, adopt_sync)
+            self._sync = SyncStreamView(call) if opened is OPENED else opened
+        return self._sync
+
+    def __enter__(self) -> Any:
+        return self._open_sync().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Any:
+        return self._sync.__exit__(exc_type, exc, traceback)
+
+    def __iter__(self) -> Any:
+        return iter(self._open_sync())
+
+    def close(self) -> None:
+        """Close what a synchronous use opened, if anything."""
+        self._first = None
+        closer = getattr(self._sync, "close", None)
+        if closer is not None:
+            closer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from refresh_middleware import refresh_on_401
 from refresh_middleware._streams import CLOSE_TIMEOUT
 
 START = {"type": "message_start", "usage": {"input_tokens": 7, "output_tokens": 1}}
+WAIT = 10.0  # seconds a blocked loop or thread may take before the test fails instead of hanging
 
 
 class Stream(ScriptedStream):
@@ -97,6 +99,15 @@ class ShapedProvider:
 
     def manager(self, request: str) -> Manager:
         return Manager(self)
+
+    def checked_manager(self, request: str) -> Manager:
+        self._check()  # a 401 at the call, as a method that sends at once raises it
+        return Manager(self)
+
+    async def call(self, request: str) -> str:
+        await checkpoint()
+        self._check()
+        return "answer"
 
     def returns_async_iterator(self, request: str) -> Stream:
         return Stream(self.script, self.script.next_batch())
@@ -244,8 +255,8 @@ def test_returned_iterator_shape_surfaces_a_failed_refresh_at_the_call() -> None
     assert OSError is type(caught.value.__context__)
 
 
-async def test_returned_shape_cannot_run_an_async_refresh_at_the_call() -> None:
-    """A 401 raised synchronously cannot wait for an async refresh: it surfaces with a note."""
+async def test_refused_stream_used_synchronously_cannot_run_an_async_refresh() -> None:
+    """A sync stream refused at its call in a loop, then read with `for`, surfaces a note."""
     script = Script(valid_from=1)
 
     async def rebuild(stale: ShapedProvider) -> ShapedProvider:
@@ -254,9 +265,10 @@ async def test_returned_shape_cannot_run_an_async_refresh_at_the_call() -> None:
     provider = refresh_on_401(
         ShapedProvider(script), refresh=rebuild, calls="awaitable", streams="returns_iterator"
     )
+    stream = provider.returns_iterator("x")
 
     with pytest.raises(Unauthorized) as caught:
-        provider.returns_iterator("x")
+        list(stream)
 
     assert "cannot await it" in str(caught.value.__context__)
 
@@ -292,6 +304,211 @@ async def test_returned_awaitable_shape_is_awaited_and_gated() -> None:
     provider = refresh_on_401(Deferred(script), refresh=rebuild)
 
     assert [text("a")] == await collect(await provider.chat_stream("x"))
+
+
+# --------------------------------------------------------------------------------------------------
+# a 401 at a plain stream method's call, inside an event loop: recovered at the first use
+
+
+def run_guarded(scenario: Any) -> Any:
+    """Run `scenario` on trio (autojump clock) in a thread: a frozen loop fails, never hangs."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0)))
+        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert outcome, f"the event loop was still blocked after {WAIT:g} s"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_refused_stream_waits_for_another_tasks_async_refresh_without_freezing() -> None:
+    """A 401 at the call while another task refreshes waits in the loop, which goes on."""
+    script = Script(valid_from=1)
+    script.streams.append([text("a"), DONE])
+
+    async def scenario() -> list[Any]:
+        refreshing, release = trio.Event(), trio.Event()
+
+        async def renew(stale: ShapedProvider) -> ShapedProvider:
+            script.refreshes += 1
+            refreshing.set()
+            await release.wait()
+            return ShapedProvider(script, stale.key + 1)
+
+        async def release_later() -> None:
+            await trio.sleep(1)
+            release.set()
+
+        provider = refresh_on_401(
+            ShapedProvider(script), refresh=renew, calls="call", streams="checked_manager"
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(provider.call, "x")
+            await refreshing.wait()
+            stream = provider.checked_manager("x")  # the other task's refresh is running
+            nursery.start_soon(release_later)
+            async with stream as opened:
+                return [item async for item in opened]
+
+    assert ([text("a"), DONE], 1) == (run_guarded(scenario), script.refreshes)
+
+
+@pytest.mark.parametrize("use", ["enter", "await", "iterate"])
+async def test_refused_stream_runs_an_async_refresh_at_first_use(use: str) -> None:
+    """A 401 at the call in a loop is refreshed by an async refresh when the stream is used."""
+    script = Script(valid_from=1)
+    script.streams.append([text("a"), DONE])
+
+    async def renew(stale: ShapedProvider) -> ShapedProvider:
+        await checkpoint()
+        script.refreshes += 1
+        return ShapedProvider(script, stale.key + 1)
+
+    provider = refresh_on_401(
+        ShapedProvider(script), refresh=renew, calls=(), streams="checked_manager"
+    )
+    stream = provider.checked_manager("x")
+    if use == "enter":
+        async with stream as opened:
+            items = [item async for item in opened]
+    elif use == "await":
+        items = await collect(await stream)
+    else:
+        items = await collect(stream)
+
+    assert ([text("a"), DONE], 1) == (items, script.refreshes)
+
+
+async def test_refused_stream_runs_a_plain_refresh_without_blocking_the_loop() -> None:
+    """A plain refresh for a 401 at the call in a loop runs while the loop's other tasks go on."""
+    script = Script(valid_from=1)
+    script.streams.append([text("a"), DONE])
+    ticked, seen = threading.Event(), list[bool]()
+
+    def renew(stale: ShapedProvider) -> ShapedProvider:
+        seen.append(ticked.wait(WAIT))  # only another task of the loop sets it
+        return ShapedProvider(script, stale.key + 1)
+
+    async def tick() -> None:
+        ticked.set()
+
+    provider = refresh_on_401(
+        ShapedProvider(script), refresh=renew, calls=(), streams="checked_manager"
+    )
+    async with trio.open_nursery() as nursery:
+        stream = provider.checked_manager("x")
+        nursery.start_soon(tick)
+        async with stream as opened:
+            items = [item async for item in opened]
+
+    assert ([True], [text("a"), DONE]) == (seen, items)
+
+
+async def test_refused_stream_raises_the_401_when_its_refresh_fails() -> None:
+    """A failed refresh at a refused stream's first use raises the call's 401, with a note."""
+    script = Script(valid_from=1)
+
+    async def broken(stale: ShapedProvider) -> None:
+        raise OSError("down")
+
+    provider = refresh_on_401(
+        ShapedProvider(script), refresh=broken, calls=(), streams="checked_manager"
+    )
+    stream = provider.checked_manager("x")
+
+    with pytest.raises(Unauthorized) as caught:
+        await stream.__aenter__()
+
+    assert OSError is type(caught.value.__context__)
+
+
+async def test_refused_stream_refreshes_once_when_used_again() -> None:
+    """A refused stream used again after its refresh failed calls again, never refreshing."""
+    script = Script(valid_from=1)
+
+    async def broken(stale: ShapedProvider) -> None:
+        script.refreshes += 1
+        raise OSError("down")
+
+    provider = refresh_on_401(
+        ShapedProvider(script), refresh=broken, calls=(), streams="checked_manager"
+    )
+    stream = provider.checked_manager("x")
+    with pytest.raises(Unauthorized):
+        await stream.__aenter__()
+
+    with pytest.raises(Unauthorized):
+        await stream.__aenter__()
+
+    assert 1 == script.refreshes
+
+
+@pytest.mark.parametrize("use", ["for", "with"])
+async def test_refused_stream_used_synchronously_refreshes_synchronously(use: str) -> None:
+    """A sync stream refused at its call in a loop, read with `for` or `with`, is refreshed."""
+    script = Script(valid_from=1)
+    script.streams.extend([[], [text("a"), DONE]])
+    provider = shaped("returns_iterator", script)
+    stream = provider.returns_iterator("x")
+    if use == "for":
+        with contextlib.closing(stream):
+            items = list(stream)
+    else:
+        with stream as opened:
+            items = list(opened)
+
+    assert ([text("a"), DONE], 1) == (items, script.refreshes)
+
+
+async def test_refused_stream_used_synchronously_twice_reads_one_attempt() -> None:
+    """Iterating a refused sync stream twice reads the one attempt opened the first time."""
+    script = Script(valid_from=1)
+    script.streams.extend([[], [text("a"), DONE]])
+    provider = shaped("returns_iterator", script)
+    stream = provider.returns_iterator("x")
+
+    assert iter(stream) is iter(stream)
+
+
+async def test_refused_stream_used_synchronously_again_does_not_refresh_again() -> None:
+    """A refused sync stream read again after its refresh failed calls again, not refreshing."""
+    script = Script(valid_from=1)
+    script.streams.extend([[], []])
+
+    def broken(stale: ShapedProvider) -> None:
+        script.refreshes += 1
+        raise OSError("down")
+
+    provider = refresh_on_401(
+        ShapedProvider(script), refresh=broken, calls=(), streams="returns_iterator"
+    )
+    stream = provider.returns_iterator("x")
+    with pytest.raises(Unauthorized):
+        list(stream)
+
+    with pytest.raises(Unauthorized):
+        list(stream)
+
+    assert 1 == script.refreshes
+
+
+async def test_refused_stream_closed_unused_refreshes_nothing() -> None:
+    """Closing a refused stream that was never used refreshes and opens nothing."""
+    script = Script(valid_from=1)
+    script.streams.append([])
+    provider = shaped("returns_iterator", script)
+
+    provider.returns_iterator("x").close()
+
+    assert (0, 1) == (script.refreshes, script.stream_opens)
 
 
 # --------------------------------------------------------------------------------------------------
