@@ -317,7 +317,7 @@ def run_guarded(scenario: Any) -> Any:
     def run() -> None:
         try:
             outcome.append(trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0)))
-        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+        except BaseException as error:  # raised again in the test's thread
             outcome.append(error)
 
     thread = threading.Thread(target=run, daemon=True)
