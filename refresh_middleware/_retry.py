@@ -26,6 +26,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import CodeType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from ._backend import in_event_loop, library
@@ -58,6 +59,7 @@ __all__ = [
     "open_sync",
     "recover_async",
     "recover_sync",
+    "runs_attempts",
     "start_plain",
 ]
 
@@ -224,6 +226,45 @@ def _retrying(call: Call, provider: object, outcome: Outcome[Any]) -> Exception 
 
 
 # --------------------------------------------------------------------------------------------------
+# nested intercepted calls
+
+# The functions in whose frames an intercepted call's attempt runs the original method (each
+# holds that `Call` as its local `call`), and those in whose frames a refresh runs.
+_ATTEMPTS: Final[set[CodeType]] = set()
+_REFRESHES: Final = frozenset({run_async.__code__, run_sync.__code__})
+
+
+def runs_attempts(*functions: Callable[..., Any]) -> None:
+    """Say that `functions` run attempts of the `Call` named `call` in them (see `nested`)."""
+    _ATTEMPTS.update(function.__code__ for function in functions)
+
+
+def nested(call: Call) -> bool:
+    """Whether `call` runs inside an attempt of another intercepted call of the same flight.
+
+    A class whose `chat` reads its own `chat_stream`, or a decorated subclass calling a
+    decorated parent through `super()`: each level refreshing and retrying on its own would
+    cost n refreshes and 2**n requests for a lasting 401. The outer call, which can still
+    retry the whole (nothing of it committed), handles the 401 instead: the inner one passes
+    it on as it came. What runs inside is read from the stack, only after a 401: nothing on
+    the way of a call that succeeds, and nothing that outlives the outer attempt or leaves
+    its stack (a task or thread it starts, a refresh it runs) is taken for nested.
+    """
+    flight = call.flight
+    frame = inspect.currentframe()
+    while frame is not None:
+        code = frame.f_code
+        if code in _REFRESHES:
+            return False
+        if code in _ATTEMPTS:
+            outer = cast("Call", frame.f_locals["call"])
+            if outer is not call and outer.flight is flight and not outer.gate.committed:
+                return True
+        frame = frame.f_back
+    return False
+
+
+# --------------------------------------------------------------------------------------------------
 # the drivers (the sync forms below are generated from these)
 
 # unasync source begins
@@ -235,7 +276,11 @@ async def recover_async(
     """After a 401 on `generation`: refresh (shared) and say whether to retry.
 
     When not, the refresh failure is attached to `failed`, the 401 raised (if it was raised).
+    Inside an attempt of an outer intercepted call of the same flight, the 401 goes on to that
+    call as it is (`nested`).
     """
+    if nested(call):
+        return False
     library()  # async only: an unsupported event loop is said at once, not as a failure
     run = functools.partial(run_async, call, generation, stale, UNAUTHORIZED)
     outcome = await call.flight.refresh_async(generation, run)
@@ -298,7 +343,11 @@ def recover_sync(call: Call, generation: int, stale: object, failed: BaseExcepti
     """After a 401 on `generation`: refresh (shared) and say whether to retry.
 
     When not, the refresh failure is attached to `failed`, the 401 raised (if it was raised).
+    Inside an attempt of an outer intercepted call of the same flight, the 401 goes on to that
+    call as it is (`nested`).
     """
+    if nested(call):
+        return False
     run = functools.partial(run_sync, call, generation, stale, UNAUTHORIZED)
     outcome = call.flight.refresh_sync(generation, run)
     reason = _retrying(call, stale, outcome)
@@ -351,6 +400,8 @@ def open_sync(
 
 # unasync output ends
 
+runs_attempts(open_async, open_sync)
+
 
 # --------------------------------------------------------------------------------------------------
 # plain methods: called at once, as their callers expect
@@ -396,3 +447,6 @@ def start_plain(call: Call, *, defer: bool = False) -> FirstAttempt | None:
         raise failed
     current = call.current()
     return FirstAttempt(current, call.start(current.value))
+
+
+runs_attempts(start_plain)

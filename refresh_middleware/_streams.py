@@ -52,6 +52,7 @@ from ._retry import (
     open_sync,
     recover_async,
     recover_sync,
+    runs_attempts,
     start_plain,
 )
 
@@ -497,6 +498,8 @@ class SyncStreamView(wrapt.ObjectProxy[Any]):
 
 
 # unasync output ends
+
+runs_attempts(items_async, items_sync)
 
 
 # --------------------------------------------------------------------------------------------------
