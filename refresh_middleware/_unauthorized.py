@@ -70,7 +70,7 @@ _UNAUTHORIZED_TEXT: Final = re.compile(
     r"|unauthori[sz]ed|unauthenticated"
     r"|authenticat(?:ion|e)[ _]?(?:failed|failure|fails|error|required|rejected|denied)"
     r"|token_expired|invalid_api_key|invalid_token"
-    r"|invalid (?:x-)?api[ -]?key|incorrect api key"
+    r"|invalid (?:x-)?api[ -]?key|incorrect api key|invalid credentials?\b"
     r"|token (?:has |is )?expired|expired (?:access |oauth |bearer |auth )?token"
 )
 # Where error objects and bodies nest the error that explains them.

@@ -97,6 +97,7 @@ def test_exception_messages_are_read_like_strings(message, expected):
         "invalid x-api-key",
         "Your token has expired",
         "expired access token",
+        "401 - Invalid credentials",
     ],
 )
 def test_other_unauthorized_messages_are_recognised(message):
