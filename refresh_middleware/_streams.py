@@ -531,7 +531,9 @@ def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
     first = start_plain(call, defer=True)
     if first is None or isinstance(first, LaterAttempt):
-        return (RefusedStream if isinstance(first, RefusedAttempt) else PendingStream)(call, first)
+        if isinstance(first, RefusedAttempt):
+            return RefusedStream(call, first)
+        return PendingStream(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
         adopt_iterable(call, first)  # nothing to await: it opens on the first read
