@@ -407,7 +407,9 @@ runs_attempts(open_async, open_sync)
 # plain methods: called at once, as their callers expect
 
 
-def start_plain(call: Call, *, defer: bool = False) -> FirstAttempt | None:
+def start_plain(
+    call: Call, *, defer: Callable[[Call, object], bool] | None = None
+) -> FirstAttempt | None:
     """Call a plain method now, as its caller expects; None when its start must wait.
 
     A plain method (the SDKs' `create`, `anthropic`'s `messages.stream()`) is called at once,
@@ -421,8 +423,9 @@ def start_plain(call: Call, *, defer: bool = False) -> FirstAttempt | None:
     forever on a refresh that another task of the same loop runs), so it is left to the next
     awaited call, and a 401 meanwhile takes the 401 path.
     A 401 the method raises itself, before anything could be awaited, is refreshed here;
-    inside an event loop, when the caller can `defer` (a stream, opened later), it is handed
-    back as a `RefusedAttempt`, for the refresh to run when the stream is first used.
+    inside an event loop, when `defer(call, provider)` says the caller can wait (a stream of
+    an async client, opened later), it is handed back as a `RefusedAttempt`, for the refresh
+    to run when the stream is first used.
     """
     current = call.current()
     ahead = call.method.options.expires_at is not None and window_of(call, current) is not None
@@ -433,7 +436,7 @@ def start_plain(call: Call, *, defer: bool = False) -> FirstAttempt | None:
     except Exception as error:
         if call.gate.on_exception(error) is not GateAction.RETRY:
             raise
-        if defer and in_event_loop():
+        if defer is not None and in_event_loop() and defer(call, current.value):
             return RefusedAttempt(current, error)
         failed = error
     else:

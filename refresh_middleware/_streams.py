@@ -527,9 +527,29 @@ async def _view_when_awaited(call: Call, first: FirstAttempt) -> Any:
     return AsyncStreamView(call) if opened is OPENED else opened
 
 
+def _of_an_async_client(call: Call, provider: object) -> bool:
+    """Whether the method belongs to an async client: its owner's class has coroutine methods.
+
+    Asked after a 401 at the call inside an event loop. An async client's plain stream method
+    (`AsyncAnthropic().messages.stream()`, beside `async def create`) can hand back a stream
+    that refreshes when first used, without blocking the loop; a sync client's
+    (`openai.OpenAI` in an async handler or a notebook, whose `create` is the one method)
+    returns what it returns, a value or a stream, so it is refreshed at once, as the sync
+    client blocks the loop for its own requests anyway.
+    """
+    owner = provider
+    for part in call.method.path[:-1]:
+        owner = getattr(owner, part)
+    return any(
+        inspect.iscoroutinefunction(member)
+        for cls in type(owner).__mro__
+        for member in vars(cls).values()
+    )
+
+
 def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
-    first = start_plain(call, defer=True)
+    first = start_plain(call, defer=_of_an_async_client)
     if first is None or isinstance(first, LaterAttempt):
         if isinstance(first, RefusedAttempt):
             return RefusedStream(call, first)
@@ -623,14 +643,14 @@ class PendingStream:
 
 
 class RefusedStream(PendingStream):
-    """A plain stream method refused (401) at its call inside an event loop, recovered when used.
+    """An async client's plain stream method refused (401) at its call in a loop, for later.
 
     Refreshing at the call would block the loop for the whole refresh, wait for good on a
     refresh another task of that loop runs, and could not await a coroutine `refresh` at all.
     The consumer's first `async with`, await or read refreshes as any async caller does, then
     calls the method again and opens what it returns. Nobody knows what the refused call would
-    have returned, so a synchronous `with` or `for` (a sync client's stream in a notebook)
-    works too: it refreshes synchronously, as the call does outside a loop.
+    have returned, so a synchronous `with` or `for` (a sync stream of a class that has async
+    methods too) works as well: it refreshes synchronously, as the call does outside a loop.
     """
 
     __slots__ = ("_sync",)

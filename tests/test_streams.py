@@ -500,6 +500,32 @@ async def test_refused_stream_used_synchronously_again_does_not_refresh_again() 
     assert 1 == script.refreshes
 
 
+async def test_sync_client_stream_method_refused_in_a_loop_returns_what_it_returns() -> None:
+    """A sync client's method refused at its call in a loop is refreshed at once, as it is."""
+
+    class Completions:
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def create(self, *, stream: bool) -> dict[str, bool]:
+            if self.key < 1:
+                raise Unauthorized
+            return {"stream": stream}
+
+    class SyncClient:
+        def __init__(self, key: int = 0) -> None:
+            self.completions = Completions(key)
+
+    def rebuild(stale: SyncClient) -> SyncClient:
+        return SyncClient(stale.completions.key + 1)
+
+    client = refresh_on_401(
+        SyncClient(), refresh=rebuild, calls=(), streams="completions.create"
+    )
+
+    assert {"stream": False} == client.completions.create(stream=False)
+
+
 async def test_refused_stream_closed_unused_refreshes_nothing() -> None:
     """Closing a refused stream that was never used refreshes and opens nothing."""
     script = Script(valid_from=1)
