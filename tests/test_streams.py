@@ -519,9 +519,7 @@ async def test_sync_client_stream_method_refused_in_a_loop_returns_what_it_retur
     def rebuild(stale: SyncClient) -> SyncClient:
         return SyncClient(stale.completions.key + 1)
 
-    client = refresh_on_401(
-        SyncClient(), refresh=rebuild, calls=(), streams="completions.create"
-    )
+    client = refresh_on_401(SyncClient(), refresh=rebuild, calls=(), streams="completions.create")
 
     assert {"stream": False} == client.completions.create(stream=False)
 
