@@ -41,7 +41,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 
 from ._backend import loop
-from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
+from ._events import (
+    ADVISORY,
+    MANDATORY,
+    UNAUTHORIZED,
+    ReentrantRefreshError,
+    RefreshCooldownError,
+    Trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
@@ -84,6 +91,18 @@ class Handover(NamedTuple):
     generation: int
     depth: int
     """0 outside the windows, 1 in the advisory one, 2 in the mandatory one."""
+
+    def window(self, generation: int, depth: int) -> Trigger | None:
+        """The window that calls for refreshing `generation`'s credentials ahead, at `depth`.
+
+        None outside the windows, and in a window those credentials were handed over in: a
+        generation is refreshed ahead at most once per window (tokens that live less than the
+        window, a host clock ahead of the issuer), which would only fetch the same again.
+        """
+        floor = self.depth if self.generation == generation else 0
+        if depth <= floor:
+            return None
+        return ADVISORY if depth == 1 else MANDATORY
 
 
 class Outcome(NamedTuple, Generic[T]):

@@ -53,7 +53,7 @@ from ._flight import (
     reset_quietly,
 )
 from ._flight import trigger as reason
-from ._spec import epoch_seconds, reach
+from ._spec import depth, epoch_seconds, reach
 
 if TYPE_CHECKING:
     from ._flight import Detached, Flight
@@ -152,11 +152,8 @@ def window_of(call: Refreshable, current: Current[Any]) -> Window | None:
     which would only fetch the same again and again; the 401 safety net stays.
     """
     expiry = _expiry(call.method.options, current.value)
-    handover = call.flight.handover
-    floor = handover.depth if handover.generation == current.generation else 0
-    if expiry.depth <= floor:
-        return None
-    return Window(ADVISORY if expiry.depth == 1 else MANDATORY, expiry.remaining)
+    name = call.flight.handover.window(current.generation, expiry.depth)
+    return None if name is None else Window(name, expiry.remaining)
 
 
 class _Expiry(NamedTuple):
@@ -175,10 +172,7 @@ def _expiry(options: Options, provider: object) -> _Expiry:
         return _Expiry(0, math.inf)
     seconds = epoch_seconds(expiry)
     remaining = math.inf if seconds is None else seconds - options.clock()
-    advisory, mandatory = options.refresh_ahead
-    if math.isnan(remaining) or remaining > advisory:
-        return _Expiry(0, remaining)
-    return _Expiry(1 if remaining > mandatory else 2, remaining)
+    return _Expiry(depth(remaining, options.refresh_ahead), remaining)
 
 
 def _ahead(
