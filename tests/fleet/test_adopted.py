@@ -9,6 +9,7 @@ fail the same way, but renew the refused record with one fetch for the whole fle
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
@@ -17,7 +18,10 @@ import trio
 
 from examples.fleet import ChatProvider, TokenEndpoint
 from refresh_middleware import refresh_on_401
+from refresh_middleware._flight import Adoption, adoption
 from refresh_middleware.shared import SharedCredential
+
+from .helpers import Fetcher
 
 KEY = "loopback/account"
 CALLS = 20
@@ -93,3 +97,40 @@ async def test_a_refused_adoption_is_renewed_with_one_grant_for_the_fleet(make_s
     await waves(make_store(), loopback, 3)
     stats = loopback.oauth.stats
     assert (1 + 1, 0) == (stats.refresh_grants, stats.reuse_detections)
+
+
+async def told(renewal: Any) -> bool:
+    """Whether a renewal said it adopted, as `refresh_on_401` asks it around its `refresh`."""
+    said = Adoption()
+    token = adoption.set(said)
+    try:
+        await renewal()
+    finally:
+        adoption.reset(token)
+    return said.adopted
+
+
+async def test_a_renewal_that_finds_another_process_s_record_says_it_adopted(make_store):
+    """renew hands over a record another process stored, and says it adopted it."""
+    store, fetch = make_store(), Fetcher()
+    mine, theirs = (SharedCredential(store, key=KEY, fetch=fetch) for _ in range(2))
+    stale = await mine.current()
+    await theirs.renew(await theirs.current())
+    assert True is await told(functools.partial(mine.renew, stale))
+
+
+async def test_a_renewal_that_fetches_says_nothing_of_adopting(make_store):
+    """renew that fetched the record it hands over does not say it adopted."""
+    credential = SharedCredential(make_store(), key=KEY, fetch=Fetcher())
+    stale = await credential.current()
+    assert False is await told(functools.partial(credential.renew, stale))
+
+
+async def test_a_sync_renewal_says_it_adopted_through_its_worker_thread(make_store):
+    """renew_sync, run on a private loop in a worker thread, says it adopted too."""
+    store, fetch = make_store(), Fetcher()
+    mine, theirs = (SharedCredential(store, key=KEY, fetch=fetch) for _ in range(2))
+    stale = await mine.current()
+    await theirs.renew(await theirs.current())
+    renew = functools.partial(mine.renew_sync, stale)
+    assert True is await told(functools.partial(trio.to_thread.run_sync, renew))
