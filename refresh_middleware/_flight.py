@@ -41,12 +41,20 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, cast
 
 from ._backend import loop
-from ._events import UNAUTHORIZED, ReentrantRefreshError, RefreshCooldownError, Trigger
+from ._events import (
+    ADVISORY,
+    MANDATORY,
+    UNAUTHORIZED,
+    ReentrantRefreshError,
+    RefreshCooldownError,
+    Trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
 __all__ = [
+    "Adoption",
     "Current",
     "Declined",
     "Detached",
@@ -55,6 +63,7 @@ __all__ = [
     "Outcome",
     "Signal",
     "Worker",
+    "adoption",
     "call_in_thread_async",
     "call_in_thread_sync",
     "reset_quietly",
@@ -82,6 +91,18 @@ class Handover(NamedTuple):
     generation: int
     depth: int
     """0 outside the windows, 1 in the advisory one, 2 in the mandatory one."""
+
+    def window(self, generation: int, depth: int) -> Trigger | None:
+        """The window that calls for refreshing `generation`'s credentials ahead, at `depth`.
+
+        None outside the windows, and in a window those credentials were handed over in: a
+        generation is refreshed ahead at most once per window (tokens that live less than the
+        window, a host clock ahead of the issuer), which would only fetch the same again.
+        """
+        floor = self.depth if self.generation == generation else 0
+        if depth <= floor:
+            return None
+        return ADVISORY if depth == 1 else MANDATORY
 
 
 class Outcome(NamedTuple, Generic[T]):
@@ -313,6 +334,30 @@ advisory window: someone else is on it, carry on) from one that must wait for fr
 credentials; `refresh_middleware.shared` takes its fleet lock accordingly."""
 
 
+class Adoption:
+    """What the host's `refresh` says back: whether it handed over credentials it did not fetch.
+
+    A fleet renewal (`refresh_middleware.shared`) that finds a newer record stored by another
+    process adopts it. Should that record be refused at once, nothing was fetched for this
+    failure (the record may predate a revocation, or come from a host whose clock runs ahead):
+    the next refresh fetches for real rather than cool down (`Flight.refused`).
+    """
+
+    __slots__ = ("adopted",)
+
+    def __init__(self) -> None:
+        self.adopted = False
+
+
+adoption: contextvars.ContextVar[Adoption | None] = contextvars.ContextVar(
+    "refresh_middleware_adoption", default=None
+)
+"""Where the host's `refresh`, running in this context, says it adopted credentials.
+
+Set around the host's `refresh`, as `trigger` is; one object, so a `refresh` run in a worker
+thread or another task (each with a copy of the context) reaches the same one."""
+
+
 class Declined(Exception):  # noqa: N818 - not an error of its own: it carries one
     """Raised by a refresh that this caller cannot run at all: no refresh, so no verdict.
 
@@ -372,8 +417,10 @@ class Flight(Generic[T]):
         "_clock",
         "_cooldown",
         "_epoch",
+        "_forgiven",
         "_lock",
         "_running",
+        "adopted",
         "cooldown",
         "current",
         "handover",
@@ -394,6 +441,9 @@ class Flight(Generic[T]):
         run or asyncio loop saw the failure and whichever asks next."""
         self.handover = Handover(0, 0)
         """How deep into the windows before expiry the newest credentials were when handed over."""
+        self.adopted = -1
+        """The newest generation a refresh handed over without fetching it (`Adoption`)."""
+        self._forgiven = -1  # the last adopted generation whose refusal started no cooldown
         self._lock = threading.Lock()
         self._epoch = _fork_epoch
         self._running: _Running | None = None
@@ -576,11 +626,21 @@ class Flight(Generic[T]):
         That refresh achieved nothing: new refreshes cool down as after a failed one, rather
         than fetching credentials the provider refuses once per call. Callers refused together
         count once.
+
+        Credentials the refresh adopted rather than fetched are the exception: nothing was
+        fetched for this failure, so the next refresh fetches at once. Only once in a row, and
+        not after a cooldown: a provider that refuses everything, while another process does
+        the fetching, is not asked once per call.
         """
         with self._lock:
-            if self.current.generation == generation and self._cooldown is None:
-                cleared_at, cleared = self._cleared
-                self._cool(cleared if cleared_at == generation else None)
+            if self.current.generation != generation or self._cooldown is not None:
+                return
+            cleared_at, cleared = self._cleared
+            previous = cleared if cleared_at == generation else None
+            if self.adopted == generation and previous is None and self._forgiven != generation - 1:
+                self._forgiven = generation
+                return
+            self._cool(previous)
 
     def _cool(self, previous: _Cooldown | None) -> None:
         """Start the cooldown after a failure (under the lock), doubling `previous`'s delay."""

@@ -42,16 +42,18 @@ from ._events import (
     logger,
 )
 from ._flight import (
+    Adoption,
     Current,
     Declined,
     Handover,
     Outcome,
     Worker,
+    adoption,
     call_in_thread_sync,
     reset_quietly,
 )
 from ._flight import trigger as reason
-from ._spec import epoch_seconds, reach
+from ._spec import depth, epoch_seconds, reach
 
 if TYPE_CHECKING:
     from ._flight import Detached, Flight
@@ -150,11 +152,8 @@ def window_of(call: Refreshable, current: Current[Any]) -> Window | None:
     which would only fetch the same again and again; the 401 safety net stays.
     """
     expiry = _expiry(call.method.options, current.value)
-    handover = call.flight.handover
-    floor = handover.depth if handover.generation == current.generation else 0
-    if expiry.depth <= floor:
-        return None
-    return Window(ADVISORY if expiry.depth == 1 else MANDATORY, expiry.remaining)
+    name = call.flight.handover.window(current.generation, expiry.depth)
+    return None if name is None else Window(name, expiry.remaining)
 
 
 class _Expiry(NamedTuple):
@@ -173,10 +172,7 @@ def _expiry(options: Options, provider: object) -> _Expiry:
         return _Expiry(0, math.inf)
     seconds = epoch_seconds(expiry)
     remaining = math.inf if seconds is None else seconds - options.clock()
-    advisory, mandatory = options.refresh_ahead
-    if math.isnan(remaining) or remaining > advisory:
-        return _Expiry(0, remaining)
-    return _Expiry(1 if remaining > mandatory else 2, remaining)
+    return _Expiry(depth(remaining, options.refresh_ahead), remaining)
 
 
 def _ahead(
@@ -227,6 +223,12 @@ def _succeeded(
     emit(options.on_event, RefreshSucceeded(name, generation, duration, shared_by))
 
 
+def _adopted(call: Refreshable, generation: int, said: Adoption) -> None:
+    """Mark the generation after `generation` adopted, when the host's `refresh` said so."""
+    if said.adopted:
+        call.flight.adopted = generation + 1
+
+
 def _failed(
     call: Refreshable, generation: int, stale: object, error: Exception, duration: float
 ) -> None:
@@ -253,16 +255,20 @@ def refused_again(
 
     `retried` is True when that attempt, on `generation`, followed a refresh. Then the refresh
     brought back credentials the provider still refuses: the 401 gets a note, the
-    log a warning, and the flight cools down as after a failed refresh (`Flight.refused`).
+    log a warning, and the flight cools down as after a failed refresh (`Flight.refused`),
+    unless the refresh adopted them (stored by another process), when the next one fetches.
     """
     if not retried or not call.method.options.is_unauthorized(error):
         return
     error.add_note(f"refresh_middleware: refused again after a refresh to generation {generation}")
+    adopted = call.flight.adopted == generation
+    made = "that adopted them (the next one fetches)" if adopted else "that made them"
     logger.warning(
         "refresh_middleware: %s credentials of generation %d were refused right after the "
-        "refresh that made them",
+        "refresh %s",
         type(call.current().value).__name__,
         generation,
+        made,
     )
     call.flight.refused(generation)
 
@@ -419,14 +425,17 @@ async def run_async(call: Refreshable, generation: int, stale: object, trigger: 
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
     _runs_here_async(call)
     began_at = _began(call, generation, stale, trigger)
-    why = reason.set(trigger)
+    why, said = reason.set(trigger), Adoption()
+    told = adoption.set(said)
     try:
         fresh = check_replacement(call, stale, await bounded_async(call, stale))
     except Exception as error:
         _failed(call, generation, stale, error, now()[1] - began_at)
         raise
     finally:
+        reset_quietly(adoption, told)
         reset_quietly(reason, why)
+    _adopted(call, generation, said)
     _succeeded(call, generation, stale, fresh, now()[1] - began_at)
     return fresh
 
@@ -453,14 +462,17 @@ def run_sync(call: Refreshable, generation: int, stale: object, trigger: Trigger
     """The refresh of `generation`, as the flight runs it: in at most one caller at a time."""
     _runs_here_sync(call)
     began_at = _began(call, generation, stale, trigger)
-    why = reason.set(trigger)
+    why, said = reason.set(trigger), Adoption()
+    told = adoption.set(said)
     try:
         fresh = check_replacement(call, stale, bounded_sync(call, stale))
     except Exception as error:
         _failed(call, generation, stale, error, now()[1] - began_at)
         raise
     finally:
+        reset_quietly(adoption, told)
         reset_quietly(reason, why)
+    _adopted(call, generation, said)
     _succeeded(call, generation, stale, fresh, now()[1] - began_at)
     return fresh
 

@@ -16,7 +16,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, cast
 
 from ._events import Event
 from ._gate import DEFAULT_USAGE, UsageAccounting
@@ -27,17 +27,23 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "REFRESH_AHEAD",
     "Method",
     "Options",
     "RefreshOptions",
     "Shape",
     "check_methods",
+    "depth",
     "epoch_seconds",
     "is_async_callable",
     "reach",
 ]
 
 P = TypeVar("P")
+
+REFRESH_AHEAD: Final = (120.0, 30.0)
+"""The windows before expiry by default, `(advisory, mandatory)` seconds: in the advisory one
+a caller refreshes while the others go on, in the mandatory one every caller waits."""
 
 
 class RefreshOptions(TypedDict, Generic[P], total=False):
@@ -173,7 +179,7 @@ class Options:
     on_event: Callable[[Event], object] | None = None
     expires_at: Callable[[Any], object] | None = None
     clock: Callable[[], float] = time.time
-    refresh_ahead: tuple[float, float] = (120.0, 30.0)
+    refresh_ahead: tuple[float, float] = REFRESH_AHEAD
     retry_arguments: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
     hands_out: tuple[str, ...] = ()
     typed: frozenset[str] = frozenset()
@@ -245,6 +251,19 @@ def _defaults() -> dict[str, object]:
         for field in dataclasses.fields(Options)
         if field.default is not dataclasses.MISSING
     }
+
+
+def depth(remaining: float, refresh_ahead: tuple[float, float]) -> int:
+    """How deep into the windows before expiry credentials are, with `remaining` seconds left.
+
+    0 outside the windows (or an unknown expiry: infinite, NaN), 1 in the advisory one, 2 in
+    the mandatory one; `refresh_ahead` is `(advisory, mandatory)` seconds. The one reading of
+    the windows for the decorator and for the doors of a shared credential.
+    """
+    advisory, mandatory = refresh_ahead
+    if math.isnan(remaining) or remaining > advisory:
+        return 0
+    return 1 if remaining > mandatory else 2
 
 
 def epoch_seconds(expiry: object) -> float | None:

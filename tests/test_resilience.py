@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -14,6 +14,7 @@ import trio.testing
 from conftest import AsyncProvider, Harness, Script, SyncProvider, Unauthorized, text
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware._flight import Adoption, adoption
 from refresh_middleware.events import (
     CallRetried,
     Event,
@@ -334,6 +335,48 @@ async def test_callers_refused_together_after_one_refresh_cool_down_once(
     await chat()
 
     assert [0, 1] == [round(moment - start, 1) for moment in refreshed_at]
+
+
+def adopted_every_time(refreshed_at: list[float], **options: Any) -> Any:
+    """As `refused_every_time`, but every refresh says it adopted what it hands over (a fleet
+    record another process fetched)."""
+
+    async def rebuild(stale: AsyncProvider) -> AsyncProvider:
+        refreshed_at.append(trio.current_time())
+        cast("Adoption", adoption.get()).adopted = True
+        return AsyncProvider(stale.script, stale.key + 1)
+
+    return refresh_on_401(
+        AsyncProvider(Script(valid_from=10**6)), refresh=rebuild, clock=trio.current_time, **options
+    )
+
+
+async def test_credentials_adopted_and_refused_are_refreshed_again_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Adopted credentials refused right away start no cooldown: the next 401 refreshes."""
+    refreshed_at: list[float] = []
+    provider = adopted_every_time(refreshed_at, cooldown=(1, 8))
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+
+    assert 2 == len(refreshed_at)
+
+
+async def test_adopted_credentials_refused_after_an_adoption_cool_down_and_double(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only one adoption in a row is let off: refused again, the cooldown starts and doubles."""
+    refreshed_at: list[float] = []
+    provider = adopted_every_time(refreshed_at, cooldown=(1, 8))
+    start = trio.current_time()
+    while trio.current_time() - start < 4:
+        with pytest.raises(Unauthorized):
+            await provider.chat("x")
+        await trio.sleep(0.5)
+
+    assert [0, 0.5, 1.5, 3.5] == [round(moment - start, 1) for moment in refreshed_at]
 
 
 async def test_without_a_cooldown_every_401_refreshes(mode: str) -> None:

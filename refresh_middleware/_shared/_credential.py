@@ -33,6 +33,7 @@ from refresh_middleware._backend import bounded, run_on_private_loop
 from refresh_middleware._events import ADVISORY, describe, logger
 from refresh_middleware._flight import (
     Flight,
+    adoption,
     call_in_thread_async,
     call_in_thread_sync,
     trigger,
@@ -153,7 +154,7 @@ class SharedCredential:
 
     """
 
-    __slots__ = ("_flight", "_latest", "codec", "fetch", "key", "store", "timeouts")
+    __slots__ = ("_flight", "_latest", "_made", "codec", "fetch", "key", "store", "timeouts")
 
     def __init__(  # noqa: PLR0913 - the public options, each named at the call (keyword-only)
         self,
@@ -181,6 +182,8 @@ class SharedCredential:
         # The newest record this process was granted, even one the store did not take or whose
         # caller left before the flight heard of it: its refresh token is the live one.
         self._latest: Credential | None = None
+        # The newest generation this process fetched (or seeded) itself (`_handed`).
+        self._made = 0
 
     def __repr__(self) -> str:
         """The store and the key, which is what a log line needs."""
@@ -235,11 +238,12 @@ class SharedCredential:
             msg = f"renew takes the Credential to replace, got {type(stale).__name__}"
             raise TypeError(msg)
         advisory = trigger.get() == ADVISORY
+        made_before = self._made
         while True:
             known = self._flight.current
             latest = newest(known.value, self._latest)
             if newer(latest, stale):
-                return cast("Credential", latest)
+                return self._handed(cast("Credential", latest), made_before)
             mine = _Mine()
             run = functools.partial(self._renew, stale, mine, advisory=advisory)
             outcome = await self._flight.refresh_async(known.generation, run)
@@ -249,7 +253,7 @@ class SharedCredential:
             # Only an advisory renewal gives way with the record it had: a caller that needs a
             # newer one goes again rather than take it from another caller's give-way.
             if mine.ran or advisory or newer(fresh, stale):
-                return fresh
+                return self._handed(fresh, made_before)
 
     def current_sync(self) -> Credential:
         """`current` for synchronous code: waits in this thread only.
@@ -264,6 +268,21 @@ class SharedCredential:
         return _blocking(functools.partial(self.renew, stale))
 
     # -- the protocol ---------------------------------------------------------------------------
+
+    def _handed(self, record: Credential, made_before: int) -> Credential:
+        """`record`, which `renew` hands over; `refresh_on_401` is told when it was adopted.
+
+        Adopted: not fetched by this process while this renewal ran (`made_before` is the
+        newest generation it had fetched when the renewal began). Such a record may be older
+        than the failure being renewed: stored before the provider revoked its access tokens,
+        or early by a host whose clock runs ahead. Should it be refused at once, the
+        decorator's next refresh renews it with a real fetch instead of cooling down
+        (`Flight.refused`).
+        """
+        said = adoption.get()
+        if said is not None and not made_before < record.generation <= self._made:
+            said.adopted = True
+        return record
 
     async def _look(self) -> Credential:
         """The stored record, or a grant when there is none (the flight's run).
@@ -498,7 +517,7 @@ class SharedCredential:
                     "fetched (its lease ran out); adopting it",
                     self,
                 )
-                return self._hold(cast("Credential", stored))
+                return self._hold(cast("Credential", stored), made=False)
         msg = "the record keeps changing under the lock: is something else writing this key?"
         raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
 
@@ -513,9 +532,14 @@ class SharedCredential:
             describe(error),
         )
 
-    def _hold(self, record: Credential) -> Credential:
-        """Keep `record` as this process's newest, whoever hears of it (the caller may be gone)."""
+    def _hold(self, record: Credential, *, made: bool = True) -> Credential:
+        """Keep `record` as this process's newest, whoever hears of it (the caller may be gone).
+
+        `made`: this process fetched (or seeded) it, rather than adopted another's.
+        """
         self._latest = newest(self._latest, record)
+        if made:
+            self._made = max(self._made, record.generation)
         return record
 
     async def _put(
