@@ -32,7 +32,7 @@ def _naive_utc(expires_at: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(expires_at, dt.UTC).replace(tzinfo=None)
 
 
-class GoogleCredentials(google.auth.credentials.Credentials):  # type: ignore[misc]
+class GoogleCredentials(google.auth.credentials.Credentials):
     """google-auth `Credentials` whose `refresh` takes the fleet's current credential.
 
     Made by `SharedCredential.google_credentials`. Called while the token it holds is still
@@ -42,7 +42,7 @@ class GoogleCredentials(google.auth.credentials.Credentials):  # type: ignore[mi
     """
 
     def __init__(self, shared: SharedCredential) -> None:
-        super().__init__()  # pyright: ignore[reportUnknownMemberType]
+        super().__init__()  # type: ignore[no-untyped-call]  # google-auth leaves it untyped
         self.shared: Final = shared
         self._ahead = Ahead()
         self._lock = threading.Lock()
