@@ -15,7 +15,11 @@ import datetime as dt
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-import google.auth.credentials
+try:
+    import google.auth.credentials
+except ImportError as error:  # as PostgresStore does: say which extra brings it
+    msg = "google_credentials() needs google-auth: pip install -e '.[google]' in a clone"
+    raise ImportError(msg, name="google.auth") from error
 
 from ._ahead import Ahead, ready_sync
 

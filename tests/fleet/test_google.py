@@ -8,8 +8,11 @@ google-genai over loopback is in tests/integration/test_google_door.py.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 import time
+
+import pytest
 
 from refresh_middleware.shared import Credential, MemoryStore, SharedCredential
 
@@ -112,3 +115,11 @@ def test_the_credentials_say_which_credential_and_never_the_token():
         repr(google).startswith("GoogleCredentials(SharedCredential("),
         "access-0" in repr(google),
     )
+
+
+def test_without_google_auth_the_error_says_which_extra_to_install(monkeypatch):
+    """google-auth missing: an ImportError naming the google extra, on first use."""
+    monkeypatch.setitem(sys.modules, "google.auth.credentials", None)
+    monkeypatch.delitem(sys.modules, "refresh_middleware._shared._google")
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[google\]'"):
+        credential_of(Issuer(), None).google_credentials()
