@@ -50,6 +50,7 @@ from ._records import Codec, Credential, decode, encode, is_invalid_grant, newer
 from ._store import shielded, sleep
 
 if TYPE_CHECKING:
+    from ._google import GoogleCredentials
     from ._hooks import (
         AnthropicTokenProvider,
         OpenAIKey,
@@ -692,6 +693,25 @@ class SharedCredential:
         from ._hooks import SyncOpenAIKey  # noqa: PLC0415
 
         return SyncOpenAIKey(self)
+
+    def google_credentials(self) -> GoogleCredentials:
+        """google-auth ``Credentials`` on this credential, for google-genai and Vertex AI.
+
+        ``genai.Client(vertexai=True, credentials=credential.google_credentials(),
+        project=..., location=...)``: google-genai calls its ``refresh`` (sync; in a worker
+        thread for the async client) when the token is missing or near expiry, and takes the
+        current credential, renewed ahead through the fleet's lock. Called again while the
+        token is still good by its expiry (a transport's retry after a 401), it renews that
+        token, once for the fleet. google-genai does not retry a 401 itself: pair it with
+        `refresh_on_401` for that. Make one per client.
+
+        Raises:
+            ImportError: google-auth is not installed (the ``google`` extra).
+
+        """
+        from ._google import GoogleCredentials  # noqa: PLC0415 - google users only
+
+        return GoogleCredentials(self)
 
 
 def _carried(fresh: Credential, base: Credential | None) -> Credential:

@@ -188,3 +188,12 @@ async def use_the_fleet() -> None:
     provider = refresh_on_401(TokenProvider(first), refresh=rebuild_from_the_fleet)
     assert_type(provider, TokenProvider)
     await credential.renew("token")  # type: ignore[arg-type]
+
+
+def vertex_credentials() -> None:
+    # google-genai and every google-auth client take it as their `credentials=`.
+    import google.auth.credentials
+
+    vertex: google.auth.credentials.Credentials = credential.google_credentials()
+    credential.google_credentials().refresh(None)
+    assert vertex.quota_project_id is None

@@ -110,8 +110,16 @@ class _Stream:
 
 DIALECT = Dialect(
     api="gemini",
-    # google-genai calls /v1beta or /v1, as its api_version says.
-    paths=("/v1beta/models/{call}", "/v1/models/{call}"),
+    # google-genai calls /v1beta or /v1, as its api_version says; on Vertex AI (vertexai=True),
+    # the model under a project and a location, /v1beta1 by default.
+    paths=(
+        "/v1beta/models/{call}",
+        "/v1/models/{call}",
+        *(
+            f"/{version}/projects/{{project}}/locations/{{location}}/publishers/google/models/{{call}}"
+            for version in ("v1beta1", "v1")
+        ),
+    ),
     counter="gemini_requests",
     inputs="contents",
     key_header="x-goog-api-key",
