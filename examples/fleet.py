@@ -317,6 +317,8 @@ def run_mode(
             process.start()
         try:
             _drive(server, outcome, reports, seconds=seconds, every=every, progress=progress)
+            if mode != "per process":  # a logged-out fleet makes no more grants: nothing to wait for
+                _settle(server, outcome, reports)
         finally:
             stop.set()
             for process in processes:
@@ -356,6 +358,16 @@ def _drive(
             next_report += 1
         _drain(reports, outcome, wait=0.05)
     outcome.seconds = time.monotonic() - started
+
+
+def _settle(
+    server: LoopbackLLMServer, outcome: Outcome, reports: multiprocessing.Queue[Any]
+) -> None:
+    """Let the fleet renew after the last expiry before counting: an expiry just before the end
+    is not a missing grant. Bounded by two grant timeouts."""
+    deadline = time.monotonic() + 2 * GRANT_TIMEOUT
+    while server.oauth.stats.refresh_grants < outcome.expiries and time.monotonic() < deadline:
+        _drain(reports, outcome, wait=0.05)
 
 
 def _drain(reports: multiprocessing.Queue[Any], outcome: Outcome, wait: float = 0.5) -> None:
