@@ -317,7 +317,9 @@ def run_mode(
             process.start()
         try:
             _drive(server, outcome, reports, seconds=seconds, every=every, progress=progress)
-            if mode != "per process":  # a logged-out fleet makes no more grants: nothing to wait for
+            if (
+                mode != "per process"
+            ):  # a logged-out fleet makes no more grants: nothing to wait for
                 _settle(server, outcome, reports)
         finally:
             stop.set()
@@ -426,7 +428,9 @@ def table(outcomes: list[Outcome]) -> str:
             return text.ljust(widths[column])
         return text.rjust(widths[column])
 
-    lines = ["  ".join(cell(column, text) for column, text in enumerate(row)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell(column, text) for column, text in enumerate(row)).rstrip() for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

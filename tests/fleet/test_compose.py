@@ -169,7 +169,9 @@ def _killable(kind, request):
         def kill_the_records_node() -> None:
             record = "{" + store.prefix + KEY + "}"
             (holder,) = (
-                node for node in cluster.nodes if cli("-p", str(node.port), "exists", record) == "1\n"
+                node
+                for node in cluster.nodes
+                if cli("-p", str(node.port), "exists", record) == "1\n"
             )
             holder.kill()
 
