@@ -3,7 +3,8 @@
 It runs Debian's ``redis-server`` (``apt-get install redis-server``; ``.ci/run`` installs it) on
 a free loopback port, in a temporary directory, without persistence, and stops it at the end
 of the block. Nothing listens beyond the loopback interface. `serve` runs any such server (a
-cluster node, a Sentinel, a ``valkey-server``) the same way.
+cluster node, a Sentinel, a ``valkey-server``) the same way; `redis_cluster` makes three of them
+a Redis Cluster (with ``redis-cli``, of Debian's ``redis-tools``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 STARTUP_SECONDS = 10.0
+READY_SECONDS = 30.0
+CLUSTER_NODES = 3
 
 
 @dataclasses.dataclass
@@ -96,3 +99,68 @@ def serve(command: Sequence[str], port: int, folder: str) -> Iterator[RedisServe
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+@dataclasses.dataclass
+class Cluster:
+    """A running Redis Cluster: its nodes, and the URL of one (the client finds the rest)."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+
+def cli(*arguments: str) -> str:
+    """Run redis-cli; its output."""
+    done = subprocess.run(  # noqa: S603 - our own arguments, no shell
+        ["redis-cli", *arguments],  # noqa: S607 - found on PATH, as redis-server is
+        capture_output=True,
+        text=True,
+        timeout=READY_SECONDS,
+        check=True,
+    )
+    return done.stdout
+
+
+def wait_for(ready: Callable[[], bool], what: str) -> None:
+    """Poll `ready` until it is true; a `RuntimeError` naming `what` after `READY_SECONDS`."""
+    deadline = time.monotonic() + READY_SECONDS
+    while not ready():
+        if time.monotonic() > deadline:
+            msg = f"{what} was not ready within {READY_SECONDS:g} s"
+            raise RuntimeError(msg)
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[Cluster]:
+    """Three primaries on loopback ports, the 16384 slots shared between them."""
+    if shutil.which("redis-cli") is None:
+        msg = "a Redis Cluster needs redis-cli: apt-get install redis-tools (.ci/run does)"
+        raise RuntimeError(msg)
+    with contextlib.ExitStack() as stack:
+        nodes = [
+            stack.enter_context(
+                redis_server(
+                    arguments=[
+                        "--cluster-enabled", "yes",
+                        # The bus port is chosen too: port + 10000 may be taken or too high.
+                        "--cluster-port", str(free_port()),
+                        "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "5000",
+                    ]
+                )
+            )
+            for _ in range(CLUSTER_NODES)
+        ]  # fmt: skip
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        cli("--cluster", "create", *addresses, "--cluster-yes")
+        for node in nodes:
+            port = str(node.port)
+            wait_for(
+                lambda port=port: "cluster_state:ok" in cli("-p", port, "cluster", "info"),
+                f"the cluster node on port {port}",
+            )
+        yield Cluster(nodes)

@@ -4,7 +4,8 @@ As anyio's `get_async_backend()` does, `current()` names the backend of the runn
 (`_Trio` or `_Asyncio`, each the whole of what that library does differently), and the module
 functions below answer for it: the loop's key, its events and how another thread posts to it
 (`loop`), a bounded wait (`bounded`), the shielded, bounded close of an abandoned stream
-(`close_shielded`), the clock (`now`), `sleep`, and whether an event loop runs here at all
+(`close_shielded`), the clock (`now`), `sleep`, a cancellation another library swallowed
+(`cancellations`, `checkpoint_if_cancelled`), and whether an event loop runs here at all
 (`in_event_loop`). No other module of the package imports trio or asyncio; an import-linter
 contract in `nox -s lint` keeps it so.
 
@@ -24,6 +25,8 @@ __all__ = [
     "Backend",
     "Loop",
     "bounded",
+    "cancellations",
+    "checkpoint_if_cancelled",
     "close_shielded",
     "current",
     "in_event_loop",
@@ -82,6 +85,14 @@ class Backend(Protocol):
         """Sleep in this loop."""
         ...
 
+    def cancellations(self) -> int:
+        """What `checkpoint_if_cancelled` compares with: asyncio's count of requests."""
+        ...
+
+    async def checkpoint_if_cancelled(self, before: int) -> None:
+        """Raise this task's cancellation if one is pending (requested since `before`)."""
+        ...
+
 
 class _Trio:
     """trio: tokens, its own events, cancel scopes; a run's clock may be virtual."""
@@ -133,6 +144,14 @@ class _Trio:
         import trio
 
         await trio.sleep(seconds)
+
+    def cancellations(self) -> int:
+        return 0  # a cancelled scope stays cancelled: nothing to count
+
+    async def checkpoint_if_cancelled(self, before: int) -> None:  # noqa: ARG002 - asyncio's
+        import trio
+
+        await trio.lowlevel.checkpoint_if_cancelled()
 
 
 class _Asyncio:
@@ -189,6 +208,17 @@ class _Asyncio:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def cancellations(self) -> int:
+        task = asyncio.current_task()
+        assert task is not None  # called from a coroutine  # noqa: S101
+        return task.cancelling()
+
+    async def checkpoint_if_cancelled(self, before: int) -> None:
+        # A CancelledError that was caught and replaced leaves only its count behind, which
+        # `asyncio.timeout` or the canceller waits to see resolved by a CancelledError.
+        if self.cancellations() > before:
+            raise asyncio.CancelledError
 
 
 _BACKENDS: Final[dict[str, Backend]] = {"trio": _Trio(), "asyncio": _Asyncio()}
@@ -269,6 +299,24 @@ def now() -> tuple[object, float]:
     if backend is None:
         return time.monotonic, time.monotonic()
     return backend.clock()
+
+
+def cancellations() -> int:
+    """A mark for `checkpoint_if_cancelled`: the cancellations requested of this task so far.
+
+    asyncio counts them; under trio it is 0, since a cancelled scope stays cancelled.
+    """
+    return current().cancellations()
+
+
+def checkpoint_if_cancelled(before: int) -> Awaitable[None]:
+    """Raise this task's cancellation if one is pending, though something swallowed it.
+
+    A library that catches a cancellation and raises another error (coredis does, while it
+    connects) would have it pass as that error. Under trio the cancelled scope says so; under
+    asyncio, a request made since `before` (from `cancellations()`) was counted.
+    """
+    return current().checkpoint_if_cancelled(before)
 
 
 def run_on_private_loop(run: Callable[[], Awaitable[R]]) -> R:

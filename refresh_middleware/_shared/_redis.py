@@ -28,6 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from refresh_middleware._backend import cancellations, checkpoint_if_cancelled
 from refresh_middleware._events import REDACTED, describe, logger
 
 from ._errors import CorruptRecordError, StoreUnavailableError
@@ -466,11 +467,16 @@ class _RedisSession:
         """Await one Redis command; a store in trouble becomes `StoreUnavailableError`."""
         import anyio  # noqa: PLC0415 - coredis brings it
 
+        mark = cancellations()
         try:
             with anyio.fail_after(self.store.timeout):
                 return await request
         except Exception as error:
             if _unreachable(error):
+                # coredis reports a cancellation that lands while it connects (a slow Sentinel
+                # or primary) as a failed connection: the caller's cancellation goes on as
+                # itself, not as an outage.
+                await checkpoint_if_cancelled(mark)
                 raise self.unavailable(f"cannot {what}", error) from error
             raise
 

@@ -28,7 +28,14 @@ from examples.postgres_server import binaries, postgres_server  # noqa: E402
 from examples.redis_server import redis_server  # noqa: E402
 
 from .helpers import LEAK, TOPOLOGIES, URL_FIXTURES, store_of  # noqa: E402
-from .servers import redis_cluster_url, redis_sentinel_url, valkey_url  # noqa: E402, F401
+from .servers import (  # noqa: E402, F401
+    own_cluster,
+    own_sentinel,
+    own_valkey,
+    redis_cluster_url,
+    redis_sentinel_url,
+    valkey_url,
+)
 
 _prefixes = itertools.count()
 _tables = itertools.count()

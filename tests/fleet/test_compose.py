@@ -147,23 +147,52 @@ def test_a_sync_provider_renews_through_the_sync_form(store, tmp_path):
         assert (200, 1) == (provider.chat("hi"), server.oauth.stats.refresh_grants)
 
 
+def _killable(kind, request):
+    """A store on a server of `kind` started for this test, and how to kill that server.
+
+    A cluster loses the node that holds the record (its slot has no replica): the others still
+    answer, and the call must not wander between them. Behind Sentinel, the primary dies (no
+    replica to fail over to) while the Sentinel still names it.
+    """
+    from examples.redis_server import cli
+    from refresh_middleware.shared import PostgresStore, RedisStore
+
+    from .helpers import TOPOLOGIES
+
+    if kind == "postgres":
+        server = request.getfixturevalue("own_postgres")
+        return PostgresStore(server.dsn, timeout=1.0), server.kill
+    if kind == "cluster":
+        cluster = request.getfixturevalue("own_cluster")
+        store = RedisStore(cluster.url, cluster=True, timeout=1.0)
+
+        def kill_the_records_node() -> None:
+            record = "{" + store.prefix + KEY + "}"
+            (holder,) = (
+                node
+                for node in cluster.nodes
+                if cli("-p", str(node.port), "exists", record) == "1\n"
+            )
+            holder.kill()
+
+        return store, kill_the_records_node
+    if kind == "sentinel":
+        watched = request.getfixturevalue("own_sentinel")
+        return RedisStore(watched.url, **TOPOLOGIES[kind], timeout=1.0), watched.primary.kill
+    server = request.getfixturevalue("own_valkey" if kind == "valkey" else "own_redis")
+    return RedisStore(server.url, timeout=1.0), server.kill
+
+
 @pytest.mark.usefixtures("collect_garbage")
 @pytest.mark.filterwarnings(LEAK)
-@pytest.mark.parametrize("kind", ["redis", "postgres"])
+@pytest.mark.parametrize("kind", ["redis", "postgres", "cluster", "sentinel", "valkey"])
 async def test_a_killed_store_server_fails_the_call_closed(kind, request, loopback):
     """The store's server killed: the 401 surfaces promptly with StoreUnavailableError; nobody
     refreshes."""
-    from refresh_middleware.shared import PostgresStore, RedisStore
-
-    if kind == "redis":
-        server = request.getfixturevalue("own_redis")
-        store = RedisStore(server.url, timeout=1.0)
-    else:
-        server = request.getfixturevalue("own_postgres")
-        store = PostgresStore(server.dsn, timeout=1.0)
+    store, kill = _killable(kind, request)
     async with httpx.AsyncClient() as http:
         provider = await fleet_provider(credential_on(store, loopback), http, loopback.base_url)
-        server.kill()
+        kill()
         loopback.expire_all()
         started = time.monotonic()
         with pytest.raises(httpx.HTTPStatusError) as caught:

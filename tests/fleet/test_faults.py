@@ -34,7 +34,7 @@ from refresh_middleware.shared import (
     StoreUnavailableError,
 )
 
-from .helpers import CountingStore, Fetcher, delete, held, plant, plant_raw
+from .helpers import LEAK, SENTINEL_NAME, CountingStore, Fetcher, delete, held, plant, plant_raw
 from .proxy import link_proxy
 
 KEY = "provider/account-1"
@@ -335,6 +335,70 @@ async def test_a_cancellation_that_lands_on_the_lock_command_leaves_no_lock(own_
     store, _ = await _lock_cancelled_in_flight(own_redis)
     async with store.open(KEY) as session:
         assert None is not await session.lock(0)
+
+
+async def _read_while_stopped(process, store, cancel_after: float) -> bool:
+    """Read the record while `process` is stopped (SIGSTOP), cancelled after `cancel_after` s;
+    whether the cancellation was caught as itself."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        with trio.move_on_after(cancel_after) as scope:
+            async with store.open(KEY) as session:
+                await session.read()
+    finally:
+        process.send_signal(signal.SIGCONT)
+    return scope.cancelled_caught
+
+
+# coredis leaves the buffers of the connection it gave up on: its leak, collected here.
+@pytest.mark.usefixtures("collect_garbage")
+@pytest.mark.filterwarnings(LEAK)
+@pytest.mark.parametrize("slow", ["sentinel", "primary"])
+async def test_a_cancellation_that_lands_while_connecting_behind_sentinel_passes_as_itself(
+    own_sentinel, slow
+):
+    """Cancelled while the Sentinel or the primary is slow to answer the handshake: a
+    cancellation, not PrimaryNotFoundError or "Unable to establish a connection" as an outage
+    (the flaky Sentinel runs of the fleet tests under load)."""
+    store = RedisStore(own_sentinel.url, sentinel=SENTINEL_NAME, timeout=2.0)
+    process = getattr(own_sentinel, slow).process
+    assert await _read_while_stopped(process, store, 0.2)
+
+
+# coredis leaves the buffers of the connection it gave up on: its leak, collected here.
+@pytest.mark.usefixtures("collect_garbage")
+@pytest.mark.filterwarnings(LEAK)
+def test_a_cancellation_that_lands_while_connecting_passes_as_itself_under_asyncio(own_sentinel):
+    """Under asyncio, a timeout that lands while the Sentinel is slow is a TimeoutError."""
+    store = RedisStore(own_sentinel.url, sentinel=SENTINEL_NAME, timeout=2.0)
+
+    async def main() -> None:
+        async with asyncio.timeout(0.2), store.open(KEY) as session:
+            await session.read()
+
+    own_sentinel.sentinel.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError) as caught:
+            asyncio.run(main())
+    finally:
+        own_sentinel.sentinel.process.send_signal(signal.SIGCONT)
+    assert TimeoutError is type(caught.value)
+
+
+# coredis leaves the buffers of the connection it gave up on: its leak, collected here.
+@pytest.mark.usefixtures("collect_garbage")
+@pytest.mark.filterwarnings(LEAK)
+def test_an_unreachable_redis_under_asyncio_is_unavailable_not_cancelled(own_redis):
+    """Under asyncio, a Redis that is down is StoreUnavailableError: no cancellation to pass."""
+    store = RedisStore(own_redis.url, timeout=1.0)
+    own_redis.kill()
+
+    async def main() -> None:
+        async with store.open(KEY) as session:
+            await session.read()
+
+    with pytest.raises(StoreUnavailableError):
+        asyncio.run(main())
 
 
 # --------------------------------------------------------------------------------------------------
