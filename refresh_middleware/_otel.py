@@ -163,7 +163,11 @@ class _Refreshes:
 
 _refreshes: Final = _Refreshes()
 
-_OUTCOMES: Final = {RefreshSucceeded: "success", RefreshFailed: "failure", RefreshTimedOut: "timeout"}
+_OUTCOMES: Final = {
+    RefreshSucceeded: "success",
+    RefreshFailed: "failure",
+    RefreshTimedOut: "timeout",
+}
 
 
 def observe(event: Event | FleetEvent) -> None:

@@ -219,7 +219,7 @@ class Options:
             object.__setattr__(self, "on_event", Observed(self.on_event))
 
     def given(self, name: str) -> object:
-        """The option `name` as the user gave it, not as `statuses=` or the observers extended it."""
+        """The option `name` as the user gave it, not as `statuses=` or observers extended it."""
         value = getattr(self, name)
         return value.base if isinstance(value, StatusPredicate | Observed) else value
 

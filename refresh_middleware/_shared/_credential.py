@@ -407,7 +407,9 @@ class SharedCredential:
                 ) from error
             written = await self._write(session, lease, stored, base, _carried(fresh, base))
         took = time.monotonic() - started
-        logger.info("refresh_middleware: %r fetched generation %d in %.3f s", self, written.generation, took)
+        logger.info(
+            "refresh_middleware: %r fetched generation %d in %.3f s", self, written.generation, took
+        )
         observe(Granted(type(self.store).__name__, written.generation, took))
         return written
 
