@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from refresh_middleware import _events, _otel, refresh_on_401
-from refresh_middleware._spec import Options
 from refresh_middleware.events import (
     CallRetried,
     RefreshFailed,
@@ -385,17 +384,21 @@ async def test_the_opt_out_records_nothing(
 
 
 def test_without_the_api_nothing_registers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With opentelemetry-api absent, no observer registers and proxies keep their hook as given."""
+    """With opentelemetry-api absent, no observer registers and a proxy keeps its hook as given."""
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
     saved = list(_events.observers)
     _events.observers.clear()
     try:
         registered = _otel.install()
-        options = Options.from_params(lambda stale: stale, {})
+        harness = Harness("instance", "sync")
+        harness.script.valid_from = 1
+        harness.script.chats.append(SUCCESS)
+        result = harness.run(harness.chat)  # a 401, a refresh and a retry, told to nobody
     finally:
         _events.observers[:] = saved
+    options = harness.provider._self_core.options
 
-    assert (False, None) == (registered, options.on_event)
+    assert (False, SUCCESS, None) == (registered, result, options.on_event)
 
 
 def test_installing_twice_registers_once() -> None:
