@@ -5,10 +5,11 @@ application configures, and depends on `opentelemetry-api` alone (the `otel` ext
 to call here. With the API absent nothing registers, and proxies behave as they always did.
 
 Only refreshes, retries and the fleet's renewals emit events, so a call or stream chunk that
-meets no 401 does no telemetry work at all. The API is imported at the first event, not when
-refresh_middleware is imported: a process that never meets a 401 never loads it, and an
-application that configures its providers after importing us is still heard (the API's global
-meter and tracer stand in for the SDK's until it is set).
+meets no 401 does no telemetry work at all. The API is never imported when refresh_middleware
+is: events are recorded once the application has loaded OpenTelemetry (configuring its
+providers does), and the instruments are made at the first such event, from the global
+providers (whose stand-ins follow an SDK set later). Before that, the providers could only be
+the API's no-ops: nothing is lost, and no refresh pays for the API's import.
 
 Attributes name provider and store *classes*, triggers, outcomes and error types: never a
 credential, a message or a key. `REFRESH_MIDDLEWARE_OTEL=off` in the environment turns it off.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -172,7 +174,7 @@ _OUTCOMES: Final = {
 
 def observe(event: Event | FleetEvent) -> None:
     """Turn one event into metrics and spans (the process-wide observer)."""
-    if os.environ.get(OPT_OUT, "").strip().lower() in _OFF:
+    if os.environ.get(OPT_OUT, "").strip().lower() in _OFF or not _loaded():
         return
     bridge = instruments()
     if bridge is None:
@@ -191,6 +193,16 @@ def observe(event: Event | FleetEvent) -> None:
     elif isinstance(event, RetrySkipped):
         bridge.unauthorized.add(1, provider)
         bridge.skipped_retries.add(1, {**provider, "error.type": event.error_type or "_OTHER"})
+
+
+def _loaded() -> bool:
+    """Whether the application has loaded OpenTelemetry's API (to configure it, or to use it).
+
+    Until it has, its global providers are the API's no-ops, so there is nothing to record;
+    and importing the API (its context runtime is found through entry points) can take a
+    noticeable while, which a first refresh, on an event loop, must not pay.
+    """
+    return "opentelemetry.metrics" in sys.modules or "opentelemetry.trace" in sys.modules
 
 
 def _started(bridge: Instruments, event: RefreshStarted, provider: dict[str, Any]) -> None:

@@ -424,6 +424,19 @@ def test_an_api_that_fails_to_import_turns_the_bridge_off(
     assert ({}, ()) == (dict(telemetry.points()), telemetry.spans())
 
 
+def test_nothing_is_recorded_until_the_application_loads_opentelemetry(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the API unloaded (so unconfigured), events are let through and import nothing."""
+    for name in ("opentelemetry.metrics", "opentelemetry.trace"):
+        monkeypatch.delitem(sys.modules, name)
+    _otel.observe(RefreshStarted("Provider", 0, "401"))
+    _otel.observe(RefreshSucceeded("Provider", 0, 0.1, 1))
+    loaded = "opentelemetry.metrics" in sys.modules
+
+    assert (False, {}, ()) == (loaded, dict(telemetry.points()), telemetry.spans())
+
+
 def test_an_observer_that_raises_breaks_no_call(caplog: pytest.LogCaptureFixture) -> None:
     """An observer's error is logged at debug level; the call and its retry go on."""
 
@@ -444,10 +457,16 @@ def test_an_observer_that_raises_breaks_no_call(caplog: pytest.LogCaptureFixture
     assert "an event observer raised ValueError: observer bug" in caplog.text
 
 
-def test_importing_the_library_does_not_import_the_api() -> None:
-    """`import refresh_middleware` leaves OpenTelemetry unloaded until the first event."""
+def test_the_library_never_imports_the_api() -> None:
+    """Neither importing refresh_middleware nor a refresh loads OpenTelemetry's API."""
     code = (
-        "import sys, refresh_middleware.shared\n"
+        "import sys, refresh_middleware\n"
+        "class P:\n"
+        "    def __init__(self, key): self.key = key\n"
+        "    def chat(self): \n"
+        "        if not self.key: raise PermissionError('HTTP 401 Unauthorized')\n"
+        "refresh_on_401 = refresh_middleware.refresh_on_401\n"
+        "refresh_on_401(P(0), refresh=lambda stale: P(1)).chat()\n"
         "print(sorted(name for name in sys.modules if name.startswith('opentelemetry.')))"
     )
     command = [sys.executable, "-c", code]
