@@ -6,10 +6,12 @@ process); the metric reader keeps delta temporality, so each test reads only its
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -383,22 +385,44 @@ async def test_the_opt_out_records_nothing(
     assert (1, {}, ()) == (harness.script.refreshes, dict(telemetry.points()), telemetry.spans())
 
 
-def test_without_the_api_nothing_registers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With opentelemetry-api absent, no observer registers and a proxy keeps its hook as given."""
+@contextlib.contextmanager
+def without_the_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
+    """As in a process without opentelemetry-api: yields whether the bridge registered."""
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
     saved = list(_events.observers)
     _events.observers.clear()
     try:
-        registered = _otel.install()
+        yield _otel.install()
+    finally:
+        _events.observers[:] = saved
+
+
+def test_without_the_api_nothing_registers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With opentelemetry-api absent, no observer registers and a proxy keeps its hook as given."""
+    with without_the_api(monkeypatch) as registered:
         harness = Harness("instance", "sync")
         harness.script.valid_from = 1
         harness.script.chats.append(SUCCESS)
         result = harness.run(harness.chat)  # a 401, a refresh and a retry, told to nobody
-    finally:
-        _events.observers[:] = saved
     options = harness.provider._self_core.options
 
     assert (False, SUCCESS, None) == (registered, result, options.on_event)
+
+
+def test_without_the_api_a_failed_refresh_still_leaves_its_401(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no hook and no observer, a 401 whose refresh failed is raised with its note."""
+    with without_the_api(monkeypatch):
+        harness = Harness("instance", "sync")
+        harness.script.valid_from = 1
+        harness.script.refresh_error = OSError("auth server down")
+        with pytest.raises(Unauthorized) as caught:
+            harness.run(harness.chat)
+
+    assert [
+        "refresh_middleware: this 401 was not retried: refreshing credentials failed with OSError"
+    ] == caught.value.__notes__
 
 
 def test_installing_twice_registers_once() -> None:
