@@ -18,9 +18,14 @@ __all__ = [
     "MANDATORY",
     "REDACTED",
     "UNAUTHORIZED",
+    "Adopted",
     "CallRetried",
     "Event",
+    "FleetEvent",
+    "Granted",
+    "LockWaited",
     "NotReplayableError",
+    "Observed",
     "ReentrantRefreshError",
     "RefreshCooldownError",
     "RefreshError",
@@ -34,6 +39,8 @@ __all__ = [
     "UnrelatedReplacement",
     "emit",
     "logger",
+    "observe",
+    "observers",
     "redact",
 ]
 
@@ -230,10 +237,15 @@ class CallRetried(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RetrySkipped(Event):
-    """A 401 of `method` was not retried; `reason` says why."""
+    """A 401 of `method` was not retried; `reason` says why.
+
+    `error_type` is the class name of the error that stopped the retry (such as
+    "RefreshTimeoutError" or "NotReplayableError"): a short, bounded name to count by.
+    """
 
     method: str
     reason: str
+    error_type: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -256,3 +268,73 @@ def emit(hook: Callable[[Event], object] | None, event: Event) -> None:
         hook(event)
     except Exception as error:  # noqa: BLE001 - observability must not break a call
         logger.warning("refresh_middleware: the on_event hook raised %s", describe(error))
+
+
+# --------------------------------------------------------------------------------------------------
+# the fleet's events, and the process-wide observers (the OpenTelemetry bridge, `_otel`)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetEvent:
+    """Base of what a `SharedCredential` reports: `store` is the store's class name."""
+
+    store: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LockWaited(FleetEvent):
+    """A renewal waited `duration` seconds for the store's lock.
+
+    `outcome` is "acquired", "adopted" (its holder wrote a newer record meanwhile) or "timeout".
+    """
+
+    duration: float
+    outcome: Literal["acquired", "adopted", "timeout"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Granted(FleetEvent):
+    """`fetch` returned and generation `generation` was written, `duration` seconds after."""
+
+    generation: int
+    duration: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Adopted(FleetEvent):
+    """A renewal took generation `generation`, which another process (or holder) wrote."""
+
+    generation: int
+
+
+observers: Final[list[Callable[[Event | FleetEvent], object]]] = []
+"""Process-wide listeners to every event, beside each proxy's own `on_event` hook.
+
+Empty unless something registered (`_otel`, when opentelemetry-api is installed): then the
+options of each proxy route their events here too (`Observed`), and nothing else changes."""
+
+
+def observe(event: Event | FleetEvent) -> None:
+    """Send `event` to the process-wide observers; one that raises is logged, never propagated."""
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception as error:  # noqa: BLE001 - observability must not break a call
+            logger.debug("refresh_middleware: an event observer raised %s", describe(error))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observed:
+    """An `on_event` hook (or None) that tells the process-wide observers first.
+
+    Set in place of the host's hook when observers exist at decoration time; `base` is the
+    hook as the host gave it (what `Options.given` and pickling see).
+    """
+
+    base: Callable[[Event], object] | None
+
+    def __call__(self, event: Event) -> None:
+        """Tell the observers, then the host's hook (whose errors `emit` logs)."""
+        observe(event)
+        if self.base is not None:
+            self.base(event)

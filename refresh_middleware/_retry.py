@@ -221,7 +221,8 @@ def _retrying(call: Call, provider: object, outcome: Outcome[Any]) -> Exception 
             emit(hook, CallRetried(type(provider).__name__, method.name))
         return None
     if hook is not None:
-        emit(hook, RetrySkipped(type(provider).__name__, method.name, skipped_because(failure)))
+        reason, kind = skipped_because(failure), type(failure).__name__
+        emit(hook, RetrySkipped(type(provider).__name__, method.name, reason, kind))
     return failure
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, cast
 
-from ._events import Event
+from ._events import Event, Observed, observers
 from ._gate import DEFAULT_USAGE, UsageAccounting
 from ._kinds import ItemKind, kind_of
 from ._unauthorized import StatusPredicate, is_unauthorized_error
@@ -219,11 +219,15 @@ class Options:
             # One predicate for the drivers to call: the given one, or it plus the statuses.
             predicate = StatusPredicate(self.is_unauthorized, self.statuses)
             object.__setattr__(self, "is_unauthorized", predicate)
+        if observers and not isinstance(self.on_event, Observed):
+            # Events reach the process-wide observers (OpenTelemetry) as well as the host's hook;
+            # only refreshes and retries emit, so the fast path is untouched.
+            object.__setattr__(self, "on_event", Observed(self.on_event))
 
     def given(self, name: str) -> object:
-        """The option `name` as the user gave it, not as `statuses=` extended it."""
+        """The option `name` as the user gave it, not as `statuses=` or observers extended it."""
         value = getattr(self, name)
-        return value.base if isinstance(value, StatusPredicate) else value
+        return value.base if isinstance(value, StatusPredicate | Observed) else value
 
     @property
     def cooldown_clock(self) -> Callable[[], float]:

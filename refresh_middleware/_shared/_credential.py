@@ -27,10 +27,18 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, cast
 
 from refresh_middleware._backend import bounded, run_on_private_loop
-from refresh_middleware._events import ADVISORY, describe, logger
+from refresh_middleware._events import (
+    ADVISORY,
+    Adopted,
+    Granted,
+    LockWaited,
+    describe,
+    logger,
+    observe,
+)
 from refresh_middleware._flight import (
     Flight,
     adoption,
@@ -310,7 +318,7 @@ class SharedCredential:
             best = newest(stored, known)
             if newer(best, stale):
                 logger.debug("refresh_middleware: %r adopted a newer record", self)
-                return self._usable(best)
+                return self._adopted(self._usable(best))
             fresh = await self._locked(session, stale, advisory=advisory)
         return self._usable(newest(fresh, known))
 
@@ -340,7 +348,7 @@ class SharedCredential:
         try:
             stored = await self._read(session)
             if newer(stored, stale):
-                return cast("Credential", stored)
+                return self._adopted(cast("Credential", stored))
             return await self._fetch_and_write(session, lease, stored, stale)
         finally:
             await session.unlock(lease)
@@ -349,21 +357,33 @@ class SharedCredential:
         self, session: StoreSession, stale: Credential | None
     ) -> Lease | Credential:
         """The lock, or the record its holder wrote meanwhile (read while waiting)."""
-        deadline = time.monotonic() + self.timeouts.lock
+        began = time.monotonic()
+        deadline = began + self.timeouts.lock
         pause = FIRST_POLL
         while True:
             lease = await session.lock(0.0)
             if lease is not None:
+                self._waited(began, "acquired")
                 return lease
             left = deadline - time.monotonic()
             if left <= 0:
+                self._waited(began, "timeout")
                 msg = f"the lock was not obtained within {self.timeouts.lock:g} s"
                 raise LockTimeoutError(msg, store=repr(self.store), key=self.key)
             await sleep(min(pause, left))
             pause = min(pause * 2, LAST_POLL)
             stored = await self._read(session)
             if newer(stored, stale):
-                return cast("Credential", stored)
+                self._waited(began, "adopted")
+                return self._adopted(cast("Credential", stored))
+
+    def _waited(self, began: float, outcome: Literal["acquired", "adopted", "timeout"]) -> None:
+        observe(LockWaited(type(self.store).__name__, time.monotonic() - began, outcome))
+
+    def _adopted(self, record: Credential) -> Credential:
+        """`record`, written by another process (or holder), reported as adopted."""
+        observe(Adopted(type(self.store).__name__, record.generation))
+        return record
 
     async def _fetch_and_write(
         self,
@@ -396,7 +416,7 @@ class SharedCredential:
                     raise
                 again = await self._read(session)
                 if newer(again, base):  # another holder rotated it meanwhile: adopt that
-                    return cast("Credential", again)
+                    return self._adopted(cast("Credential", again))
                 await self._share_refusal(session, lease, again, base)
                 msg = (
                     "the identity provider refused the stored refresh token (invalid_grant); "
@@ -406,12 +426,11 @@ class SharedCredential:
                     msg, store=repr(self.store), key=self.key
                 ) from error
             written = await self._write(session, lease, stored, base, _carried(fresh, base))
+        took = time.monotonic() - started
         logger.info(
-            "refresh_middleware: %r fetched generation %d in %.3f s",
-            self,
-            written.generation,
-            time.monotonic() - started,
+            "refresh_middleware: %r fetched generation %d in %.3f s", self, written.generation, took
         )
+        observe(Granted(type(self.store).__name__, written.generation, took))
         return written
 
     async def _share_refusal(
@@ -518,7 +537,7 @@ class SharedCredential:
                     "fetched (its lease ran out); adopting it",
                     self,
                 )
-                return self._hold(cast("Credential", stored), made=False)
+                return self._hold(self._adopted(cast("Credential", stored)), made=False)
         msg = "the record keeps changing under the lock: is something else writing this key?"
         raise CorruptRecordError(msg, store=repr(self.store), key=self.key)
 
