@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import wrapt
 
-from ._calls import call_coroutine, call_plain
+from ._calls import call_coroutine, call_plain, watch_output_of
 from ._events import UnrelatedReplacement, emit, logger
 from ._flight import Flight
 from ._retry import Call
@@ -349,6 +349,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
     plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
     flight: Flight[Any] = Flight(provider, cooldown=options.cooldown, clock=options.cooldown_clock)
     cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
+    watch_output_of(type(provider))
     return cls(provider, Core(methods, flight, options))
 
 

@@ -6,5 +6,6 @@ behind a registry, `_tables` merges them at import, and `_engine` reads items wi
 
 from ._dialect import ItemKind as ItemKind
 from ._engine import kind_of as kind_of
+from ._tables import watches_for as watches_for
 
-__all__ = ["ItemKind", "kind_of"]
+__all__ = ["ItemKind", "kind_of", "watches_for"]

@@ -29,6 +29,7 @@ __all__ = [
     "NameRule",
     "Shape",
     "Verdict",
+    "Watch",
     "carries",
     "first",
 ]
@@ -90,6 +91,23 @@ NameRule = Callable[[list[str]], Verdict | None]
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+class Watch(NamedTuple):
+    """How a framework sends output beside a call, and how to see it go out.
+
+    Some frameworks stream a model's output through callbacks or events while the caller (and
+    the wrapper) sees one call: LangGraph's `stream_mode="messages"` streams the tokens of a
+    LangChain model's `ainvoke`. A call whose output went out that way is committed: a 401
+    after it is raised, never retried, or the output would be sent twice.
+    """
+
+    module: str
+    """The framework's package: a wrapped object with a class from it (or below) is watched."""
+    install: Callable[[Callable[[object], None]], None]
+    """Hooks the framework, once per process: it is handed `went_out`, to call with each item
+    the framework sends out (the kind of the item decides: only `OUTPUT` commits). It imports
+    the framework itself, so it only runs once an object of the framework is wrapped."""
+
+
 class Dialect(NamedTuple):
     """What the stream items and errors of one SDK or framework look like.
 
@@ -123,6 +141,8 @@ class Dialect(NamedTuple):
     """Class names of errors that wrap another and hide it, with the fields that hold it (the
     `__cause__` and `__context__` are read too): `is_unauthorized_error` judges such a wrapper
     by what it wraps, never by its own status or message."""
+    watches: tuple[Watch, ...] = ()
+    """Where the framework sends output beside a call, and how to see it go out."""
 
 
 def carries(fields: Fields, names: tuple[str, ...]) -> bool:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple, TypeVar
 
-from ._dialect import Dialect, Look, NameRule, Shape
+from ._dialect import Dialect, Look, NameRule, Shape, Watch
 from .dialects import DIALECTS
 
-__all__ = ["TABLES", "Tables", "load", "merge"]
+__all__ = ["TABLES", "Tables", "load", "merge", "watches_for"]
 
 _Value = TypeVar("_Value")
 
@@ -37,6 +37,7 @@ class Tables(NamedTuple):
     read_names: frozenset[str]
     """Every field a check reads, the name fields included."""
     error_wrappers: Mapping[str, tuple[str, ...]]
+    watches: tuple[Watch, ...]
 
 
 def load(names: Iterable[str] = DIALECTS) -> tuple[Dialect, ...]:
@@ -74,6 +75,7 @@ def merge(dialects: Iterable[Dialect]) -> Tables:
         mapping_names=mapping_names,
         read_names=frozenset((*mapping_names, *shapes, *(n for d in dialects for n in d.reads))),
         error_wrappers=_joined(dialects, "error class", lambda dialect: dialect.error_wrappers),
+        watches=tuple(watch for each in dialects for watch in each.watches),
     )
 
 
@@ -101,3 +103,16 @@ def _joined(
 
 
 TABLES: Final = merge(load())
+
+
+def watches_for(cls: type, watches: Iterable[Watch] | None = None) -> tuple[Watch, ...]:
+    """The watches of the frameworks that `cls` or one of its bases comes from.
+
+    Classes are matched by module name, so no framework is imported to look.
+    """
+    modules = {klass.__module__ for klass in cls.__mro__}
+    return tuple(
+        watch
+        for watch in (TABLES.watches if watches is None else watches)
+        if any(name == watch.module or name.startswith(f"{watch.module}.") for name in modules)
+    )
