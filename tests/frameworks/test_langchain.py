@@ -131,6 +131,26 @@ def test_astream_401_event_before_text_is_retried(threaded):
     assert expected(1) == in_stream_error(threaded, wrapped(threaded), streamed)
 
 
+async def streamed_events(runnable, value="hi"):
+    """The text of the chat model's stream events, as `astream_events` sends them."""
+    parts = [
+        event["data"]["chunk"].content
+        async for event in runnable.astream_events(value, version="v2")
+        if event["event"] == "on_chat_model_stream"
+    ]
+    return "".join(parts)
+
+
+def test_astream_events_herd_on_an_expired_token(threaded):
+    """Twenty astream_events on an expired token: one refresh, each text once."""
+    assert expected() == herd(threaded, wrapped(threaded), streamed_events)
+
+
+def test_astream_events_401_event_before_text_is_retried(threaded):
+    """astream_events with an auth error event before text: retried, the text comes once."""
+    assert expected(1) == in_stream_error(threaded, wrapped(threaded), streamed_events)
+
+
 def test_prompt_model_parser_ainvoke_herd_on_an_expired_token(threaded):
     """prompt | model | parser: the sequence calls the proxy's ainvoke, so twenty recover."""
 

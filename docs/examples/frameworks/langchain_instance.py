@@ -35,6 +35,11 @@ HANDS_OUT = (
     "abatch_as_completed",
     "transform",
     "atransform",
+    "astream_events",
+    # What astream_events runs on (LangChain 1.x): with the proxy as `self`, it streams
+    # through the proxy's astream.
+    "_astream_events_v1_v2",
+    "astream_log",
 )
 
 
