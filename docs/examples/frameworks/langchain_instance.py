@@ -36,7 +36,7 @@ HANDS_OUT = (
     "transform",
     "atransform",
     "astream_events",
-    # What astream_events runs on (LangChain 1.x): with the proxy as `self`, it streams
+    # What astream_events runs on in LangChain 1.x: with the proxy as `self`, it streams
     # through the proxy's astream.
     "_astream_events_v1_v2",
     "astream_log",
