@@ -10,10 +10,10 @@ import pytest
 # LiteLLM fetches its model price list from the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from litellm import Router  # noqa: E402 - after the environment it reads at import
+from litellm import Router
 
-from frameworks.support import Keys, expected, outcome, together  # noqa: E402
-from refresh_middleware import refresh_on_401  # noqa: E402
+from frameworks.support import Keys, expected, outcome, together
+from refresh_middleware import refresh_on_401
 
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning",
