@@ -27,6 +27,7 @@ __all__ = [
     "ItemKind",
     "Look",
     "NameRule",
+    "Preset",
     "Shape",
     "Verdict",
     "carries",
@@ -90,6 +91,34 @@ NameRule = Callable[[list[str]], Verdict | None]
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+class Preset(NamedTuple):
+    """What `refresh_on_401` intercepts on a known SDK client, found by the client's class.
+
+    The class is named, never imported: `module` is its package (`"openai"`, `"google.genai"`)
+    and matches the class's module or any module below it; `qualname` is its qualified name.
+    The first class of the wrapped object's MRO that a preset names decides, so subclasses
+    (`AzureOpenAI` of `OpenAI`) share their base's preset unless they have their own. Names a
+    client lacks (an older SDK) are skipped, as the defaults are.
+    """
+
+    module: str
+    qualname: str
+    calls: tuple[str, ...] = ()
+    """Dotted names of the request/response methods."""
+    streams: tuple[str, ...] = ()
+    """Dotted names of the streaming methods (a call when a call returns no stream)."""
+    hands_out: tuple[str, ...] = ()
+    """Dotted names of methods or properties that hand the client out (`with_raw_response`,
+    genai's `chats`): they run with the proxy as `self`, so what they build calls through it."""
+    derives: tuple[str, ...] = ()
+    """Names of methods that return the client seen another way (`with_options`, `copy`):
+    what they return is a proxy on the same flight, rebuilt from the current client."""
+    helpers: Mapping[str, str] = _NOTHING
+    """Helpers of the SDK's stream objects that read the stream themselves, and the stream
+    class's function to run with the gated view as `self` (`until_done`, or anthropic's
+    `text_stream`, an attribute made by `__stream_text__`)."""
+
+
 class Dialect(NamedTuple):
     """What the stream items and errors of one SDK or framework look like.
 
@@ -123,6 +152,8 @@ class Dialect(NamedTuple):
     """Class names of errors that wrap another and hide it, with the fields that hold it (the
     `__cause__` and `__context__` are read too): `is_unauthorized_error` judges such a wrapper
     by what it wraps, never by its own status or message."""
+    presets: tuple[Preset, ...] = ()
+    """What to intercept on the SDK's clients, when they are wrapped with no names given."""
 
 
 def carries(fields: Fields, names: tuple[str, ...]) -> bool:
