@@ -15,6 +15,7 @@ __all__ = ["DIALECTS"]
 DIALECTS: Final = (
     "generic",
     "anthropic",
+    "openai",
     "openai_chat",
     "openai_responses",
     "openai_realtime",
