@@ -24,4 +24,5 @@ DIALECTS: Final = (
     "pydantic_ai",
     "llamaindex",
     "litellm",
+    "openai_agents",
 )

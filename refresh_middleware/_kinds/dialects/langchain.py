@@ -11,6 +11,7 @@ from refresh_middleware._kinds._dialect import (
     METADATA,
     OUTPUT,
     Dialect,
+    Preset,
     Fields,
     Inside,
     ItemKind,
@@ -58,6 +59,36 @@ def _run_event(words: list[str]) -> Verdict | None:
         if words[-1] == "stream":
             return _event_chunk_kind
     return None
+
+
+# Runnable methods that hand a chat model out: they build a binding, a sequence or a batch
+# around it, or stream through it. Run with the proxy as `self`, what they build calls the
+# proxy's `ainvoke`, `invoke`, `astream` and `stream`. `_astream_events_v1_v2` is what
+# `astream_events` runs on in LangChain 1.x: a private name, which the preset knows so that
+# users need not; names a version lacks are skipped.
+_HANDS_OUT: Final = (
+    "__or__",
+    "__ror__",
+    "pipe",
+    "bind",
+    "bind_tools",
+    "with_config",
+    "with_retry",
+    "with_fallbacks",
+    "with_listeners",
+    "with_alisteners",
+    "with_types",
+    "with_structured_output",
+    "batch",
+    "abatch",
+    "batch_as_completed",
+    "abatch_as_completed",
+    "transform",
+    "atransform",
+    "astream_events",
+    "_astream_events_v1_v2",
+    "astream_log",
+)
 
 
 def _watch_tokens(went_out: Callable[[object], None]) -> None:
@@ -124,4 +155,13 @@ DIALECT: Final = Dialect(
     name_rule=_run_event,
     reads=frozenset({"message", "data", "chunk", *_MESSAGE_OUTPUT}),
     watches=(Watch("langchain_core", _watch_tokens),),
+    presets=(
+        Preset(
+            module="langchain_core",
+            qualname="BaseChatModel",
+            calls=("ainvoke", "invoke"),
+            streams=("astream", "stream"),
+            hands_out=_HANDS_OUT,
+        ),
+    ),
 )

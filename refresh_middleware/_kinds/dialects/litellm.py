@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from refresh_middleware._kinds._dialect import Dialect
+from refresh_middleware._kinds._dialect import Dialect, Preset
 
 DIALECT: Final = Dialect(
     name="LiteLLM",
@@ -23,4 +23,13 @@ DIALECT: Final = Dialect(
         "MidStreamFallbackError": ("original_exception",),
         "APIConnectionError": (),
     },
+    # The Router: each method is a call, or a stream when called with `stream=True`.
+    presets=(
+        Preset(
+            module="litellm",
+            qualname="Router",
+            calls=("embedding", "aembedding"),
+            streams=("completion", "acompletion", "text_completion", "atext_completion"),
+        ),
+    ),
 )
