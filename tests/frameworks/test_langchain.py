@@ -24,11 +24,6 @@ pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
 )
 
-# The Runnable methods that hand the model out, as the LangChain how-to lists them: the list
-# the page shows is the list tested.
-HANDS_OUT = documented("langchain_instance").HANDS_OUT
-
-
 @tool
 def add(a: int, b: int) -> int:
     """Add two numbers."""
@@ -61,13 +56,8 @@ def wrap(server, keys, http_client):
     async def renew(stale):
         return chat_model(server, await keys.fetch(), http_client)
 
-    return refresh_on_401(
-        chat_model(server, server.issue_token(), http_client),
-        refresh=renew,
-        calls=("ainvoke",),
-        streams=("astream",),
-        hands_out=HANDS_OUT,
-    )
+    # No names: the LangChain preset says what to intercept and what hands the model out.
+    return refresh_on_401(chat_model(server, server.issue_token(), http_client), refresh=renew)
 
 
 async def content(runnable, value="hi"):
@@ -208,10 +198,7 @@ def sync_model(threaded):
         yield (
             keys,
             refresh_on_401(
-                make(threaded.issue_token()),
-                refresh=lambda stale: make(keys.fetch_sync()),
-                calls=("invoke",),
-                streams=("stream",),
+                make(threaded.issue_token()), refresh=lambda stale: make(keys.fetch_sync())
             ),
         )
 

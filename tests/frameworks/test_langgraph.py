@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def wrapped_model(server, keys, http_client):
-    """ChatOpenAI wrapped on `ainvoke` and `astream`; an async refresh builds it on a fresh key."""
+    """ChatOpenAI wrapped with no names (the preset's); an async refresh builds it anew."""
 
     def build(key):
         return ChatOpenAI(
@@ -37,9 +37,7 @@ def wrapped_model(server, keys, http_client):
     async def renew(stale):
         return build(await keys.fetch())
 
-    return refresh_on_401(
-        build(server.issue_token()), refresh=renew, calls=("ainvoke",), streams=("astream",)
-    )
+    return refresh_on_401(build(server.issue_token()), refresh=renew)
 
 
 def graph_of(model):

@@ -46,12 +46,7 @@ def wrapped_router(server, keys):
     async def renew(stale):
         return router(server, await keys.fetch())
 
-    return refresh_on_401(
-        router(server, server.issue_token()),
-        refresh=renew,
-        calls=(),
-        streams=("acompletion",),
-    )
+    return refresh_on_401(router(server, server.issue_token()), refresh=renew)
 
 
 async def answered(wrapped):

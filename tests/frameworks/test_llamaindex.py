@@ -25,7 +25,7 @@ HELLO = [core_llms.ChatMessage(role="user", content="hi")]
 
 
 def wrapped_llm(server, keys, http_client):
-    """The LLM wrapped on `achat` and `astream_chat`; a refresh builds it on a fresh key."""
+    """The LLM wrapped with no names (the preset's); a refresh builds it on a fresh key."""
 
     def build(key):
         return llms.OpenAI(
@@ -39,9 +39,7 @@ def wrapped_llm(server, keys, http_client):
     async def renew(stale):
         return build(await keys.fetch())
 
-    return refresh_on_401(
-        build(server.issue_token()), refresh=renew, calls=("achat",), streams=("astream_chat",)
-    )
+    return refresh_on_401(build(server.issue_token()), refresh=renew)
 
 
 async def answered(llm):
