@@ -376,9 +376,14 @@ def test_a_sync_streams_text_helper_reads_through_the_gate() -> None:
 def test_a_sync_manager_is_left_with_the_consumers_exception() -> None:
     """An exception that ends the consumer's block reaches the manager's __exit__."""
     client, log = anthropic(Anthropic, 1, [START, text("a"), DONE])
-    with pytest.raises(KeyError), client.messages.stream() as stream:
-        next(stream)
-        raise KeyError
+
+    def consume() -> None:
+        with client.messages.stream() as stream:
+            next(stream)
+            raise KeyError
+
+    with pytest.raises(KeyError):
+        consume()
     assert ["enter 1", "exit KeyError"] == log
 
 
