@@ -238,3 +238,176 @@ def test_the_derived_client_door_read_on_the_proxy_class_is_itself() -> None:
     """Read on the proxy's class, with_options is the door itself, as a method is a function."""
     client, _, _ = wrapped()
     assert "with_options" == type(client).with_options.name
+
+
+# --------------------------------------------------------------------------------------------------
+# stream managers and the helpers of their streams, on clients shaped as anthropic's
+
+AUTH_ERROR = {"type": "error", "error": {"type": "authentication_error", "message": "expired"}}
+START = {"type": "message_start"}
+DONE = {"type": "message_stop"}
+
+
+def text(value: str) -> dict[str, str]:
+    return {"type": "text_delta", "text": value}
+
+
+class MessageStream:
+    """`messages.stream()`'s stream: its helpers read it themselves, as the SDK's do."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = iter(items)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.items)
+
+    def __stream_text__(self) -> Any:
+        for event in self:
+            if event["type"] == "text_delta":
+                yield event["text"]
+
+    def until_done(self) -> None:
+        for _ in self:
+            pass
+
+
+class AsyncMessageStream(MessageStream):
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        await trio.lowlevel.checkpoint()
+        item = next(self.items, None)
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def __stream_text__(self) -> Any:  # type: ignore[override]
+        async for event in self:
+            if event["type"] == "text_delta":
+                yield event["text"]
+
+    async def until_done(self) -> None:  # type: ignore[override]
+        async for _ in self:
+            pass
+
+
+class Manager:
+    """What `messages.stream()` returns: the request is sent when it is entered."""
+
+    def __init__(self, client: Anthropic) -> None:
+        self.client = client
+
+    def __enter__(self) -> MessageStream:
+        client = self.client
+        client.log.append(f"enter {client.key}")
+        if client.key != client.valid[0]:
+            raise Unauthorized
+        return MessageStream(client.batches.pop(0))
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.client.log.append(f"exit {kind.__name__ if kind else None}")
+
+
+class AsyncManager(Manager):
+    """An async client's manager, entered with `async with`."""
+
+    async def __aenter__(self) -> MessageStream:
+        await trio.lowlevel.checkpoint()
+        return AsyncMessageStream(list(self.__enter__().items))
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        await trio.lowlevel.checkpoint()
+        self.__exit__(kind)
+
+
+class Messages:
+    def __init__(self, client: Anthropic) -> None:
+        self.client = client
+
+    def stream(self) -> Manager:
+        return (AsyncManager if self.client.asynchronous else Manager)(self.client)
+
+
+class Anthropic:
+    asynchronous = False
+
+    def __init__(self, key: int, valid: list[int], batches: list[Any], log: list[str]) -> None:
+        self.key, self.valid, self.batches, self.log = key, valid, batches, log
+        self.messages = Messages(self)
+
+
+class AsyncAnthropic(Anthropic):
+    asynchronous = True
+
+
+Anthropic.__module__ = AsyncAnthropic.__module__ = "anthropic._client"
+
+
+def anthropic(cls: type[Anthropic], key: int, *batches: list[Any]) -> tuple[Any, list[str]]:
+    """An anthropic-shaped client on `key` (1 is valid), wrapped; its log of enters and exits."""
+    valid, log = [1], []
+
+    def renew(stale: Anthropic) -> Anthropic:
+        return cls(valid[0], valid, stale.batches, log)
+
+    return refresh_on_401(cls(key, valid, list(batches), log), refresh=renew), log
+
+
+def test_a_sync_manager_is_refreshed_at_enter() -> None:
+    """`with client.messages.stream() as s`: a 401 at enter is refreshed, entered again."""
+    client, log = anthropic(Anthropic, 0, [START, text("a"), DONE])
+    with client.messages.stream() as stream:
+        events = list(stream)
+    assert ([START, text("a"), DONE], ["enter 0", "enter 1", "exit None"]) == (events, log)
+
+
+def test_a_sync_streams_text_helper_reads_through_the_gate() -> None:
+    """text_stream of a sync manager's stream: an auth error before text is retried there."""
+    client, log = anthropic(Anthropic, 1, [START, AUTH_ERROR], [START, text("a"), DONE])
+    with client.messages.stream() as stream:
+        texts = list(stream.text_stream)
+    assert (["a"], ["enter 1", "exit None", "enter 1", "exit None"]) == (texts, log)
+
+
+def test_a_sync_manager_is_left_with_the_consumers_exception() -> None:
+    """An exception that ends the consumer's block reaches the manager's __exit__."""
+    client, log = anthropic(Anthropic, 1, [START, text("a"), DONE])
+
+    def consume() -> None:
+        with client.messages.stream() as stream:
+            next(stream)
+            raise KeyError
+
+    with pytest.raises(KeyError):
+        consume()
+    assert ["enter 1", "exit KeyError"] == log
+
+
+def test_a_helper_the_stream_lacks_is_read_as_usual() -> None:
+    """A helper the preset names but this stream lacks is the stream's AttributeError; other
+    attributes are the stream's."""
+    client, _ = anthropic(Anthropic, 1, [START, DONE])
+    with client.messages.stream() as stream:
+        assert hasattr(stream, "items")
+        with pytest.raises(AttributeError):
+            _ = stream.get_final_message
+
+
+async def test_an_async_streams_text_helper_reads_through_the_gate() -> None:
+    """text_stream of an async manager's stream: an auth error before text is retried there."""
+    client, log = anthropic(AsyncAnthropic, 1, [START, AUTH_ERROR], [START, text("a"), DONE])
+    async with client.messages.stream() as stream:
+        texts = [text async for text in stream.text_stream]
+    assert (["a"], ["enter 1", "exit None", "enter 1", "exit None"]) == (texts, log)
+
+
+async def test_an_async_streams_until_done_reads_through_the_gate() -> None:
+    """until_done() on an async manager's stream reads through the gate: the error is retried."""
+    client, log = anthropic(AsyncAnthropic, 1, [START, AUTH_ERROR], [START, text("a"), DONE])
+    async with client.messages.stream() as stream:
+        await stream.until_done()
+    assert ["enter 1", "exit None", "enter 1", "exit None"] == log
