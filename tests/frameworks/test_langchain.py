@@ -15,7 +15,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from frameworks.support import Keys, documented, expected, in_threads, outcome, together
+from frameworks.support import Keys, expected, in_threads, outcome, together
 from refresh_middleware import refresh_on_401
 
 # The SDKs leave async generators of their own to the garbage collector even when used bare
@@ -23,6 +23,7 @@ from refresh_middleware import refresh_on_401
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
 )
+
 
 @tool
 def add(a: int, b: int) -> int:

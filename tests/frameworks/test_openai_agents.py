@@ -207,9 +207,7 @@ def test_runner_run_streamed_on_the_default_client_herd(threaded, default_client
     reason="with_streaming_response hands out the raw response: its parse() stream is not gated",
     strict=True,
 )
-def test_runner_run_streamed_on_the_default_client_401_event_before_text(
-    threaded, default_client
-):
+def test_runner_run_streamed_on_the_default_client_401_event_before_text(threaded, default_client):
     """run_streamed on the wrapped default client: an auth error event before text is retried."""
 
     async def main(agent):
