@@ -403,7 +403,7 @@ def _hand_out(
         # time: a cached one would be kept on the provider, for its own callers to find.
         function = inspect.getattr_static(owner, name, None)
         if isinstance(function, functools.cached_property):
-            function = property(cast("Callable[[Any], Any]", function.func))
+            function = property(function.func)
         if isinstance(function, types.FunctionType | property):
             namespace[name] = function
     return handed

@@ -181,7 +181,7 @@ class Options:
     and the names given in `calls` and `streams` must exist, not be skipped."""
     derives: tuple[str, ...] = ()
     """From a preset: methods that return the provider seen another way (`with_options`)."""
-    helpers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    helpers: Mapping[str, str] = dataclasses.field(default_factory=dict[str, str])
     """From a preset: stream helpers that read the stream, run with the gated view as self."""
 
     @classmethod

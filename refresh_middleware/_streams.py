@@ -358,7 +358,7 @@ class AsyncStreamView(wrapt.ObjectProxy[Any]):
         # A helper of the SDK's stream that reads the stream itself (`until_done()`,
         # anthropic's `text_stream`) runs with this view as `self`, so it reads through the
         # gate; the preset names them. Everything else is the SDK stream's.
-        stream = self.__wrapped__
+        stream: object = self.__wrapped__
         helper = self._self_call.method.options.helpers.get(name)
         function = inspect.getattr_static(type(stream), helper or name, None)
         if helper is None or not isinstance(function, types.FunctionType):
@@ -494,7 +494,7 @@ class SyncStreamView(wrapt.ObjectProxy[Any]):
         # A helper of the SDK's stream that reads the stream itself (`until_done()`,
         # anthropic's `text_stream`) runs with this view as `self`, so it reads through the
         # gate; the preset names them. Everything else is the SDK stream's.
-        stream = self.__wrapped__
+        stream: object = self.__wrapped__
         helper = self._self_call.method.options.helpers.get(name)
         function = inspect.getattr_static(type(stream), helper or name, None)
         if helper is None or not isinstance(function, types.FunctionType):
