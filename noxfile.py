@@ -58,6 +58,18 @@ def integrations(session: nox.Session) -> None:
     session.run("pytest", "tests/frameworks", *session.posargs)
 
 
+@nox.session(name="integrations-openai2", python=PYTHONS[0], tags=["check"])
+def integrations_openai2(session: nox.Session) -> None:
+    """Frameworks that pin openai<3 (LlamaIndex), and the openai SDK on openai 2 (httpx)."""
+    install(session, "frameworks-openai2")
+    session.run(
+        "pytest",
+        "tests/frameworks/test_llamaindex.py",
+        "tests/frameworks/test_openai_client.py",
+        *session.posargs,
+    )
+
+
 @nox.session(python=PYTHONS[0], tags=["check"])
 def lint(session: nox.Session) -> None:
     """Ruff, for lint and format; the generated sync drivers match their async source."""

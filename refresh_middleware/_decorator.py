@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, Unpack, cast, overload
 
+from ._calls import watch_output_of
 from ._flight import Flight
 from ._proxy import entry_for, intercepting, original_of, wrap_instance
 from ._retry import Call
@@ -94,6 +95,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
             raise TypeError(msg)
         methods[name] = Method(name, Shape.of(found), name in options.streams, options, found)
     check_methods(methods, options, cls.__name__, cls)
+    watch_output_of(cls)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
         replacement = intercepting(original, method.shape, entry_for(method), _call_of(method))

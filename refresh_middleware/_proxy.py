@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import wrapt
 
-from ._calls import call_coroutine, call_plain
+from ._calls import call_coroutine, call_plain, watch_output_of
 from ._events import UnrelatedReplacement, emit, logger
 from ._flight import Flight
 from ._retry import Call
@@ -128,6 +128,8 @@ class Core(NamedTuple):
     methods: dict[str, Method]
     flight: Flight[Any]
     options: Options
+    holder: Any = None
+    """For a proxy of a derived client: the proxy whose provider the flight holds."""
 
 
 class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
@@ -143,6 +145,15 @@ class RefreshingProxy(wrapt.BaseObjectProxy[Any]):
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
+
+    # A client entered hands itself out (`with OpenAI() as client`): that is the proxy.
+    def __enter__(self) -> Any:
+        entered = self.__wrapped__.__enter__()
+        return self if entered is self.__wrapped__ else entered
+
+    async def __aenter__(self) -> Any:
+        entered = await self.__wrapped__.__aenter__()
+        return self if entered is self.__wrapped__ else entered
 
     def __copy__(self) -> Any:
         return wrap_instance(copy.copy(self.__wrapped__), self._self_core.options)
@@ -208,7 +219,7 @@ def _call_of(name: str) -> CallOf:
     def call_of(holder: RefreshingProxy | PathProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
         root = _root(holder)
         core: Core = root._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        return Call(core.methods[name], core.flight, root, args, kwargs)
+        return Call(core.methods[name], core.flight, core.holder or root, args, kwargs)
 
     return call_of
 
@@ -243,17 +254,91 @@ class _PerAccess:
 class _Branch:
     """A step of a dotted name (`chat` of `chat.completions.create`): gives a `PathProxy`."""
 
-    __slots__ = ("part", "plan")
+    __slots__ = ("hands_out", "part", "plan")
 
-    def __init__(self, part: str, plan: Plan) -> None:
+    def __init__(self, part: str, plan: Plan, hands_out: tuple[str, ...]) -> None:
         self.part = part
         self.plan = plan
+        self.hands_out = hands_out
 
     def __get__(self, holder: RefreshingProxy | PathProxy | None, owner: object = None) -> Any:
         if holder is None:
             return self
         inner: object = getattr(holder.__wrapped__, self.part)
-        return _proxy_class(type(inner), self.plan, PathProxy, ())(inner, _root(holder))
+        cls = _proxy_class(type(inner), self.plan, PathProxy, self.hands_out)
+        return cls(inner, _root(holder))
+
+
+class _Recipe:
+    """How a derived client is made from the provider: `with_options(...)` of it, say.
+
+    Made again from each provider the flight holds (once per provider), so a derived
+    client's calls use the fresh credentials with the options it was made with.
+    """
+
+    __slots__ = ("args", "kwargs", "last", "name", "parent")
+
+    def __init__(
+        self,
+        parent: _Recipe | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        last: tuple[object, object],
+    ) -> None:
+        self.parent = parent
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.last = last  # (provider, what was made of it): most calls find it here
+
+    def __call__(self, provider: object) -> object:
+        last = self.last
+        if last[0] is provider:
+            return last[1]
+        base = provider if self.parent is None else self.parent(provider)
+        made: object = getattr(base, self.name)(*self.args, **self.kwargs)
+        self.last = (provider, made)
+        return made
+
+
+class _Derives:
+    """A method of the provider that returns it seen another way (`with_options`, `copy`).
+
+    What it returns is wrapped in a proxy of its own on the same flight: a 401 there
+    refreshes the provider once for every door, and its calls go to the client made the
+    same way from whichever provider is current.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, holder: RefreshingProxy | None, owner: object = None) -> Any:
+        if holder is None:
+            return self
+        name, method = self.name, getattr(holder.__wrapped__, self.name)
+
+        @functools.wraps(method)
+        def derive(*args: Any, **kwargs: Any) -> Any:
+            return _derived(holder, name, args, kwargs, method(*args, **kwargs))
+
+        return derive
+
+
+def _derived(
+    holder: RefreshingProxy, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], made: object
+) -> Any:
+    """The proxy of `made`, which `holder`'s `name(*args, **kwargs)` returned: same flight."""
+    core: Core = holder._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+    root = core.holder or holder
+    parent = next((m.derive for m in core.methods.values()), None)
+    recipe = _Recipe(cast("_Recipe | None", parent), name, args, kwargs, (root.__wrapped__, made))
+    methods = {n: dataclasses.replace(m, derive=recipe) for n, m in core.methods.items()}
+    doors = _doors(core.options.preset(made))
+    cls = _proxy_class(type(made), _plan(methods), RefreshingProxy, *doors)
+    return cls(made, Core(methods, core.flight, core.options, root))
 
 
 class Step(NamedTuple):
@@ -272,14 +357,20 @@ Plan = tuple[Step, ...]
 _CACHE = "__refresh_on_401_proxies__"
 
 
-def _proxy_class(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
+def _proxy_class(
+    owner: type,
+    plan: Plan,
+    base: type[Any],
+    hands_out: tuple[str, ...],
+    derives: tuple[str, ...] = (),
+) -> type[Any]:
     """The proxy class for instances of `owner` with these names intercepted (cached).
 
     The cache lives in `owner`'s own namespace: a class made at run time and dropped takes its
     proxy classes with it, which a global cache keyed by class would keep alive forever.
     """
-    key = (plan, base, hands_out)
-    cache: dict[tuple[Plan, type[Any], tuple[str, ...]], type[Any]] | None
+    key = (plan, base, hands_out, derives)
+    cache: dict[tuple[Plan, type[Any], tuple[str, ...], tuple[str, ...]], type[Any]] | None
     cache = owner.__dict__.get(_CACHE)
     if cache is None:
         cache = {}
@@ -293,14 +384,39 @@ def _proxy_class(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str,
     return cls
 
 
-def _build(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...]) -> type[Any]:
-    namespace: dict[str, Any] = {"__slots__": ()}
+def _hand_out(
+    owner: type, hands_out: tuple[str, ...], namespace: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Put the methods and properties that hand the provider out in `namespace`.
+
+    Returns the dotted names, by their first step, for the branches to hand out below.
+    """
+    handed: dict[str, list[str]] = {}
     for name in hands_out:
+        part, _, below = name.partition(".")
+        if below:
+            handed.setdefault(part, []).append(below)
+            continue
         # The class's own function, found on the proxy's class: Python binds it to the proxy,
         # so the provider it hands out (`wrap(self)`, `RunnableBinding(bound=self)`) is that.
+        # A property is read the same way (`with_raw_response`, genai's `chats`), afresh each
+        # time: a cached one would be kept on the provider, for its own callers to find.
         function = inspect.getattr_static(owner, name, None)
-        if isinstance(function, types.FunctionType):
+        if isinstance(function, functools.cached_property):
+            function = property(function.func)
+        if isinstance(function, types.FunctionType | property):
             namespace[name] = function
+    return handed
+
+
+def _build(
+    owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...], derives: tuple[str, ...]
+) -> type[Any]:
+    namespace: dict[str, Any] = {"__slots__": ()}
+    handed = _hand_out(owner, hands_out, namespace)
+    for name in derives:
+        if callable(inspect.getattr_static(owner, name, None)):
+            namespace[name] = _Derives(name)
     branches: dict[str, list[Step]] = {}
     for step in plan:
         part, _, below = step.rest.partition(".")
@@ -313,8 +429,8 @@ def _build(owner: type, plan: Plan, base: type[Any], hands_out: tuple[str, ...])
             namespace[part] = intercepting(function, step.shape, entry, _call_of(step.name))
         else:
             namespace[part] = _PerAccess(step.name, part, entry)
-    for part, steps in branches.items():
-        namespace[part] = _Branch(part, tuple(steps))
+    for part in dict.fromkeys([*branches, *handed]):
+        namespace[part] = _Branch(part, tuple(branches.get(part, ())), tuple(handed.get(part, ())))
     return type(f"{base.__name__}[{owner.__qualname__}]", (base,), namespace)
 
 
@@ -332,6 +448,7 @@ def wrap_instance(provider: object, options: Options) -> Any:
 
     """
     provider = _inner(provider, options)
+    given, options = options, options.preset(provider)
     methods: dict[str, Method] = {}
     for name in options.calls + options.streams:
         found = reach(provider, name)
@@ -346,10 +463,19 @@ def wrap_instance(provider: object, options: Options) -> Any:
     watched = dataclasses.replace(options, refresh=_watcher(options, names))
     methods = {name: dataclasses.replace(m, options=watched) for name, m in methods.items()}
     methods = {name: dataclasses.replace(m, intercepted=names) for name, m in methods.items()}
-    plan = tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
     flight: Flight[Any] = Flight(provider, cooldown=options.cooldown, clock=options.cooldown_clock)
-    cls = _proxy_class(type(provider), plan, RefreshingProxy, options.hands_out)
-    return cls(provider, Core(methods, flight, options))
+    cls = _proxy_class(type(provider), _plan(methods), RefreshingProxy, *_doors(options))
+    watch_output_of(type(provider))
+    return cls(provider, Core(methods, flight, given))
+
+
+def _plan(methods: Mapping[str, Method]) -> Plan:
+    return tuple(Step(name, name, m.shape, m.stream) for name, m in sorted(methods.items()))
+
+
+def _doors(options: Options) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What hands the provider out, as such and seen another way (`_proxy_class` arguments)."""
+    return options.hands_out, options.derives
 
 
 class _Watcher:

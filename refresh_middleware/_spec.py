@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, cast
 
 from ._events import Event, Observed, observers
 from ._gate import DEFAULT_USAGE, UsageAccounting
-from ._kinds import ItemKind, kind_of
+from ._kinds import ItemKind, Preset, kind_of, preset_for
 from ._unauthorized import StatusPredicate, is_unauthorized_error
 
 if TYPE_CHECKING:
@@ -183,7 +183,12 @@ class Options:
     retry_arguments: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
     hands_out: tuple[str, ...] = ()
     typed: frozenset[str] = frozenset()
-    """Which of `calls` and `streams` the user gave: their names must exist, not be skipped."""
+    """Which of `calls`, `streams` and `hands_out` the user gave: a preset leaves those alone,
+    and the names given in `calls` and `streams` must exist, not be skipped."""
+    derives: tuple[str, ...] = ()
+    """From a preset: methods that return the provider seen another way (`with_options`)."""
+    helpers: Mapping[str, str] = dataclasses.field(default_factory=dict[str, str])
+    """From a preset: stream helpers that read the stream, run with the gated view as self."""
 
     @classmethod
     def from_params(cls, refresh: object, params: Mapping[str, object]) -> Options:
@@ -211,7 +216,26 @@ class Options:
             refresh_ahead=_windows(given["refresh_ahead"]),
             retry_arguments=_callable(given["retry_arguments"], "retry_arguments", optional=True),
             hands_out=_names(given["hands_out"], "hands_out"),
-            typed=frozenset({"calls", "streams"} & set(params)),
+            typed=frozenset({"calls", "streams", "hands_out"} & set(params)),
+        )
+
+    def preset(self, provider: object) -> Options:
+        """These options with the preset of `provider`'s class, if any, where none were given.
+
+        `calls=`, `streams=` and `hands_out=` given by the user each replace the preset's
+        names; what the preset says of derived clients and stream helpers always applies.
+        """
+        found: Preset | None = preset_for(type(provider))
+        if found is None:
+            return self
+        given = self.typed
+        return dataclasses.replace(
+            self,
+            calls=self.calls if "calls" in given else found.calls,
+            streams=self.streams if "streams" in given else found.streams,
+            hands_out=self.hands_out if "hands_out" in given else found.hands_out,
+            derives=found.derives,
+            helpers=found.helpers,
         )
 
     def __post_init__(self) -> None:
@@ -245,7 +269,7 @@ class Options:
         return is_async_callable(self.refresh)
 
 
-_NOT_KEYWORDS = frozenset({"refresh", "typed"})
+_NOT_KEYWORDS = frozenset({"refresh", "typed", "derives", "helpers"})
 """Fields of `Options` that are not keyword options of `refresh_on_401`."""
 
 
@@ -253,7 +277,7 @@ def _defaults() -> dict[str, object]:
     return {
         field.name: field.default
         for field in dataclasses.fields(Options)
-        if field.default is not dataclasses.MISSING
+        if field.default is not dataclasses.MISSING and field.name not in _NOT_KEYWORDS
     }
 
 
@@ -333,6 +357,9 @@ class Method:
     original: Callable[..., Any] | None = None
     intercepted: tuple[str, ...] = ()
     """Every name intercepted beside this one: a replacement provider must have them all."""
+    derive: Callable[[object], object] | None = None
+    """For a proxy of a derived client (`client.with_options(...)`): makes that client from
+    the provider the flight holds now, on which `path` is then looked up."""
     path: tuple[str, ...] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -347,7 +374,7 @@ class Method:
         """Call the original method of `provider`."""
         if self.original is not None:
             return self.original(provider, *args, **kwargs)
-        target: Any = provider
+        target: Any = provider if self.derive is None else self.derive(provider)
         for part in self.path:
             target = getattr(target, part)
         return target(*args, **kwargs)
@@ -373,7 +400,7 @@ def check_methods(
             function, which nothing could await in.
 
     """
-    for option in sorted(options.typed):
+    for option in sorted(options.typed - {"hands_out"}):
         missing = [name for name in getattr(options, option) if name not in methods]
         if missing:
             name = missing[0]

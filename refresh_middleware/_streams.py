@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, cast
 
@@ -67,6 +68,7 @@ __all__ = [
     "Attempt",
     "PendingStream",
     "RefusedStream",
+    "SyncPendingStream",
     "SyncStreamView",
     "stream_async_generator",
     "stream_coroutine",
@@ -175,7 +177,21 @@ def _closer_of(stream: object) -> Callable[[], object] | None:
 
 
 def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
-    """The sync form of `adopt_async`: a sync stream is an iterator (`__next__`)."""
+    """The sync form of `adopt_async`: a sync stream is an iterator (`__next__`).
+
+    A sync manager (`responses.stream()`, `messages.stream()` of a sync client) is entered
+    here, in the consumer's `with` (`SyncPendingStream`); leaving it closes its stream.
+    """
+    if _is_sync_manager(returned):
+        manager, returned = returned, returned.__enter__()
+
+        def leave(error: BaseException | None) -> None:
+            if error is None:
+                manager.__exit__(None, None, None)
+            else:
+                manager.__exit__(type(error), error, error.__traceback__)
+
+        return adopted(call, Attempt(current.generation, current.value, returned, returned, leave))
     if not hasattr(returned, "__next__"):
         return returned
     close = getattr(returned, "close", None)
@@ -185,6 +201,11 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
             close()
 
     return adopted(call, Attempt(current.generation, current.value, returned, returned, closer))
+
+
+def _is_sync_manager(value: object) -> bool:
+    """Entered to give a stream, but no stream itself (a sync SDK stream is a manager too)."""
+    return hasattr(value, "__enter__") and not hasattr(value, "__iter__")
 
 
 async def close_async(call: Call, error: BaseException | None = None) -> None:
@@ -337,6 +358,17 @@ class AsyncStreamView(wrapt.ObjectProxy[Any]):
         """Show `stream`, the SDK object of a new attempt, from now on."""
         self.__wrapped__ = stream
 
+    def __getattr__(self, name: str) -> Any:
+        # A helper of the SDK's stream that reads the stream itself (`until_done()`,
+        # anthropic's `text_stream`) runs with this view as `self`, so it reads through the
+        # gate; the preset names them. Everything else is the SDK stream's.
+        stream: object = self.__wrapped__
+        helper = self._self_call.method.options.helpers.get(name)
+        function = inspect.getattr_static(type(stream), helper or name, None)
+        if helper is None or not isinstance(function, types.FunctionType):
+            return getattr(stream, name)
+        return types.MethodType(function, self) if helper == name else function(self)
+
     def __aiter__(self) -> Self:
         return self
 
@@ -462,6 +494,17 @@ class SyncStreamView(wrapt.ObjectProxy[Any]):
         """Show `stream`, the SDK object of a new attempt, from now on."""
         self.__wrapped__ = stream
 
+    def __getattr__(self, name: str) -> Any:
+        # A helper of the SDK's stream that reads the stream itself (`until_done()`,
+        # anthropic's `text_stream`) runs with this view as `self`, so it reads through the
+        # gate; the preset names them. Everything else is the SDK stream's.
+        stream: object = self.__wrapped__
+        helper = self._self_call.method.options.helpers.get(name)
+        function = inspect.getattr_static(type(stream), helper or name, None)
+        if helper is None or not isinstance(function, types.FunctionType):
+            return getattr(stream, name)
+        return types.MethodType(function, self) if helper == name else function(self)
+
     def __iter__(self) -> Self:
         return self
 
@@ -562,6 +605,8 @@ def stream_plain(call: Call) -> Any:
         return PendingStream(call, first)
     if hasattr(value, "__await__"):
         return _view_when_awaited(call, first)
+    if _is_sync_manager(value):
+        return SyncPendingStream(call, first)
     opened = open_sync(call, first, adopt_sync)
     return SyncStreamView(call) if opened is OPENED else opened
 
@@ -570,6 +615,36 @@ async def _drop_async(first: FirstAttempt) -> None:
     """Close an async stream that was never read; a manager never entered has nothing open."""
     if hasattr(first.value, "__aiter__"):
         await _async_attempt(first.current, first.value, None).close(None)
+
+
+class SyncPendingStream:
+    """A sync manager's stream: its first attempt opens when the consumer enters this.
+
+    Entering enters the SDK's manager (a 401 there is refreshed and retried) and gives the
+    view of its stream, gated per item; leaving leaves the manager.
+    """
+
+    __slots__ = ("_call", "_first", "_view")
+
+    def __init__(self, call: Call, first: FirstAttempt) -> None:
+        self._call = call
+        self._first: FirstAttempt | None = first
+        self._view: SyncStreamView | None = None
+
+    def __enter__(self) -> SyncStreamView:
+        first, self._first = self._first, None
+        open_sync(self._call, first, adopt_sync)
+        self._view = SyncStreamView(self._call)
+        return self._view
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Python leaves only what it entered, and entering made the view.
+        cast("SyncStreamView", self._view).__exit__(exc_type, exc, traceback)
 
 
 class PendingStream:

@@ -590,6 +590,39 @@ def test_litellm_mid_stream_fallback_without_a_cause_is_not_unauthorized():
     assert False is is_unauthorized_error(MidStreamFallbackError("Unauthorized"))
 
 
+class APIConnectionError(Exception):
+    """A look-alike of LiteLLM's: status 500 for any error that has none of its own."""
+
+    def __init__(self, message):
+        self.status_code = 500
+        self.message = f"litellm.APIConnectionError: {message}"
+        super().__init__(self.message)
+
+
+def litellm_router_mid_stream(original):
+    """The chain LiteLLM's Router raises for a status-less error mid-stream (litellm 1.110)."""
+    try:
+        raise original
+    except type(original):
+        mapped = APIConnectionError(f"OpenAIException - {original}")
+    fallback = litellm_mid_stream(mapped, status_code=500, linked=False)
+    fallback.__context__ = original
+    mapped.__cause__ = fallback
+    return mapped
+
+
+def test_litellm_router_mid_stream_token_expired_is_unauthorized():
+    """The Router's APIConnectionError (500) over an auth error event is judged by the event."""
+    original = openai.APIError("token expired", request=REQUEST, body=None)
+    assert True is is_unauthorized_error(litellm_router_mid_stream(original))
+
+
+def test_litellm_router_mid_stream_other_error_is_not_unauthorized():
+    """The same chain over a stream that failed for another reason is not unauthorized."""
+    original = openai.APIError("overloaded", request=REQUEST, body=None)
+    assert False is is_unauthorized_error(litellm_router_mid_stream(original))
+
+
 def test_another_wrappers_own_status_outranks_its_cause():
     """An error no dialect names as hiding its cause is judged by its own 500, not the 401."""
     error = chained(error_with("stream failed", status_code=500), openai_401())

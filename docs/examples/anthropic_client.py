@@ -27,15 +27,13 @@ async def fetch_token(token_url: str) -> str:
 
 
 def wrap(client: anthropic.AsyncAnthropic, token_url: str) -> anthropic.AsyncAnthropic:
-    """The client, refreshing: `messages.create` and `messages.stream` are named."""
+    """The client, refreshing: its preset names every door that sends a request."""
 
     async def new_client(stale: anthropic.AsyncAnthropic) -> anthropic.AsyncAnthropic:
         # A copy of the stale client with a fresh key; it shares the connection pool.
         return stale.with_options(api_key=await fetch_token(token_url))
 
-    return refresh_on_401(
-        client, refresh=new_client, calls=(), streams=("messages.create", "messages.stream")
-    )
+    return refresh_on_401(client, refresh=new_client)
 
 
 async def main() -> None:

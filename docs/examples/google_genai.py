@@ -23,18 +23,13 @@ async def fetch_key(token_url: str) -> str:
 
 
 def wrap(client: genai.Client, token_url: str, options: types.HttpOptions) -> genai.Client:
-    """The client, refreshing: the async `generate_content` and its stream are named."""
+    """The client, refreshing: its preset names every door that sends a request."""
 
     async def new_client(_stale: genai.Client) -> genai.Client:
         # A client has no copy with a new key: build one, on the same HTTP options.
         return genai.Client(api_key=await fetch_key(token_url), http_options=options)
 
-    return refresh_on_401(
-        client,
-        refresh=new_client,
-        calls=("aio.models.generate_content",),
-        streams=("aio.models.generate_content_stream",),
-    )
+    return refresh_on_401(client, refresh=new_client)
 
 
 async def main() -> None:

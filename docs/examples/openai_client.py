@@ -24,18 +24,13 @@ async def fetch_token(token_url: str) -> str:
 
 
 def wrap(client: openai.AsyncOpenAI, token_url: str) -> openai.AsyncOpenAI:
-    """The client, refreshing: every `create` and `stream` that sends a request is named."""
+    """The client, refreshing: its preset names every door that sends a request."""
 
     async def new_client(stale: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
         # A copy of the stale client with a fresh key; it shares the connection pool.
         return stale.with_options(api_key=await fetch_token(token_url))
 
-    return refresh_on_401(
-        client,
-        refresh=new_client,
-        calls=(),
-        streams=("chat.completions.create", "responses.create", "responses.stream"),
-    )
+    return refresh_on_401(client, refresh=new_client)
 
 
 async def main() -> None:

@@ -27,8 +27,10 @@ __all__ = [
     "ItemKind",
     "Look",
     "NameRule",
+    "Preset",
     "Shape",
     "Verdict",
+    "Watch",
     "carries",
     "first",
 ]
@@ -90,6 +92,51 @@ NameRule = Callable[[list[str]], Verdict | None]
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+class Watch(NamedTuple):
+    """How a framework sends output beside a call, and how to see it go out.
+
+    Some frameworks stream a model's output through callbacks or events while the caller (and
+    the wrapper) sees one call: LangGraph's `stream_mode="messages"` streams the tokens of a
+    LangChain model's `ainvoke`. A call whose output went out that way is committed: a 401
+    after it is raised, never retried, or the output would be sent twice.
+    """
+
+    module: str
+    """The framework's package: a wrapped object with a class from it (or below) is watched."""
+    install: Callable[[Callable[[object], None]], None]
+    """Hooks the framework, once per process: it is handed `went_out`, to call with each item
+    the framework sends out (the kind of the item decides: only `OUTPUT` commits). It imports
+    the framework itself, so it only runs once an object of the framework is wrapped."""
+
+
+class Preset(NamedTuple):
+    """What `refresh_on_401` intercepts on a known SDK client, found by the client's class.
+
+    The class is named, never imported: `module` is its package (`"openai"`, `"google.genai"`)
+    and matches the class's module or any module below it; `qualname` is its qualified name.
+    The first class of the wrapped object's MRO that a preset names decides, so subclasses
+    (`AzureOpenAI` of `OpenAI`) share their base's preset unless they have their own. Names a
+    client lacks (an older SDK) are skipped, as the defaults are.
+    """
+
+    module: str
+    qualname: str
+    calls: tuple[str, ...] = ()
+    """Dotted names of the request/response methods."""
+    streams: tuple[str, ...] = ()
+    """Dotted names of the streaming methods (a call when a call returns no stream)."""
+    hands_out: tuple[str, ...] = ()
+    """Dotted names of methods or properties that hand the client out (`with_raw_response`,
+    genai's `chats`): they run with the proxy as `self`, so what they build calls through it."""
+    derives: tuple[str, ...] = ()
+    """Names of methods that return the client seen another way (`with_options`, `copy`):
+    what they return is a proxy on the same flight, rebuilt from the current client."""
+    helpers: Mapping[str, str] = _NOTHING
+    """Helpers of the SDK's stream objects that read the stream themselves, and the stream
+    class's function to run with the gated view as `self` (`until_done`, or anthropic's
+    `text_stream`, an attribute made by `__stream_text__`)."""
+
+
 class Dialect(NamedTuple):
     """What the stream items and errors of one SDK or framework look like.
 
@@ -123,6 +170,10 @@ class Dialect(NamedTuple):
     """Class names of errors that wrap another and hide it, with the fields that hold it (the
     `__cause__` and `__context__` are read too): `is_unauthorized_error` judges such a wrapper
     by what it wraps, never by its own status or message."""
+    watches: tuple[Watch, ...] = ()
+    """Where the framework sends output beside a call, and how to see it go out."""
+    presets: tuple[Preset, ...] = ()
+    """What to intercept on the SDK's clients, when they are wrapped with no names given."""
 
 
 def carries(fields: Fields, names: tuple[str, ...]) -> bool:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple, TypeVar
 
-from ._dialect import Dialect, Look, NameRule, Shape
+from ._dialect import Dialect, Look, NameRule, Preset, Shape, Watch
 from .dialects import DIALECTS
 
-__all__ = ["TABLES", "Tables", "load", "merge"]
+__all__ = ["TABLES", "Tables", "load", "merge", "preset_for", "watches_for"]
 
 _Value = TypeVar("_Value")
 
@@ -37,6 +37,9 @@ class Tables(NamedTuple):
     read_names: frozenset[str]
     """Every field a check reads, the name fields included."""
     error_wrappers: Mapping[str, tuple[str, ...]]
+    watches: tuple[Watch, ...]
+    presets: Mapping[str, tuple[Preset, ...]]
+    """The presets of every dialect, by the qualified name of the class they name."""
 
 
 def load(names: Iterable[str] = DIALECTS) -> tuple[Dialect, ...]:
@@ -74,7 +77,19 @@ def merge(dialects: Iterable[Dialect]) -> Tables:
         mapping_names=mapping_names,
         read_names=frozenset((*mapping_names, *shapes, *(n for d in dialects for n in d.reads))),
         error_wrappers=_joined(dialects, "error class", lambda dialect: dialect.error_wrappers),
+        watches=tuple(watch for each in dialects for watch in each.watches),
+        presets=_presets(dialects),
     )
+
+
+def _presets(dialects: tuple[Dialect, ...]) -> Mapping[str, tuple[Preset, ...]]:
+    by_name: dict[str, tuple[Preset, ...]] = {}
+    claimed: dict[str, str] = {}
+    for dialect in dialects:
+        for preset in dialect.presets:
+            _claim(claimed, f"{preset.module}.{preset.qualname}", dialect.name, "preset for")
+            by_name[preset.qualname] = (*by_name.get(preset.qualname, ()), preset)
+    return MappingProxyType(by_name)
 
 
 def _claim(claimed: dict[str, str], key: str, by: str, what: str = "name") -> None:
@@ -101,3 +116,31 @@ def _joined(
 
 
 TABLES: Final = merge(load())
+
+
+def watches_for(cls: type, watches: Iterable[Watch] | None = None) -> tuple[Watch, ...]:
+    """The watches of the frameworks that `cls` or one of its bases comes from.
+
+    Classes are matched by module name, so no framework is imported to look.
+    """
+    modules = {klass.__module__ for klass in cls.__mro__}
+    return tuple(
+        watch
+        for watch in (TABLES.watches if watches is None else watches)
+        if any(name == watch.module or name.startswith(f"{watch.module}.") for name in modules)
+    )
+
+
+def preset_for(cls: type, presets: Mapping[str, tuple[Preset, ...]] | None = None) -> Preset | None:
+    """The preset of the first class in `cls`'s MRO that one names, or None.
+
+    Classes are matched by module and qualified name, so no SDK is imported to look: a
+    client of an SDK the program does not use cannot be one of its classes anyway.
+    """
+    table = TABLES.presets if presets is None else presets
+    for klass in cls.__mro__:
+        for preset in table.get(klass.__qualname__, ()):
+            module = klass.__module__
+            if module == preset.module or module.startswith(f"{preset.module}."):
+                return preset
+    return None

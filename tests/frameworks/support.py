@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
-from pathlib import Path
 
 import httpx
 import sniffio
@@ -83,14 +81,3 @@ def outcome(server, keys, texts):
 def expected(count=CALLERS):
     """One token fetched, one refresh, and every caller's whole text exactly once."""
     return (1, 1, [FULL_TEXT] * count)
-
-
-EXAMPLES = Path(__file__).parent.parent.parent / "docs" / "examples" / "frameworks"
-
-
-def documented(name):
-    """The example module `name` of the docs, loaded: what a page shows is what is tested."""
-    spec = importlib.util.spec_from_file_location(f"documented_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -15,7 +15,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from frameworks.support import Keys, documented, expected, in_threads, outcome, together
+from frameworks.support import Keys, expected, in_threads, outcome, together
 from refresh_middleware import refresh_on_401
 
 # The SDKs leave async generators of their own to the garbage collector even when used bare
@@ -23,10 +23,6 @@ from refresh_middleware import refresh_on_401
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Async generator '(openai|httpx|httpx2|httpcore|httpcore2)\.:ResourceWarning"
 )
-
-# The Runnable methods that hand the model out, as the LangChain how-to lists them: the list
-# the page shows is the list tested.
-HANDS_OUT = documented("langchain_instance").HANDS_OUT
 
 
 @tool
@@ -61,13 +57,8 @@ def wrap(server, keys, http_client):
     async def renew(stale):
         return chat_model(server, await keys.fetch(), http_client)
 
-    return refresh_on_401(
-        chat_model(server, server.issue_token(), http_client),
-        refresh=renew,
-        calls=("ainvoke",),
-        streams=("astream",),
-        hands_out=HANDS_OUT,
-    )
+    # No names: the LangChain preset says what to intercept and what hands the model out.
+    return refresh_on_401(chat_model(server, server.issue_token(), http_client), refresh=renew)
 
 
 async def content(runnable, value="hi"):
@@ -131,6 +122,26 @@ def test_astream_401_event_before_text_is_retried(threaded):
     assert expected(1) == in_stream_error(threaded, wrapped(threaded), streamed)
 
 
+async def streamed_events(runnable, value="hi"):
+    """The text of the chat model's stream events, as `astream_events` sends them."""
+    parts = [
+        event["data"]["chunk"].content
+        async for event in runnable.astream_events(value, version="v2")
+        if event["event"] == "on_chat_model_stream"
+    ]
+    return "".join(parts)
+
+
+def test_astream_events_herd_on_an_expired_token(threaded):
+    """Twenty astream_events on an expired token: one refresh, each text once."""
+    assert expected() == herd(threaded, wrapped(threaded), streamed_events)
+
+
+def test_astream_events_401_event_before_text_is_retried(threaded):
+    """astream_events with an auth error event before text: retried, the text comes once."""
+    assert expected(1) == in_stream_error(threaded, wrapped(threaded), streamed_events)
+
+
 def test_prompt_model_parser_ainvoke_herd_on_an_expired_token(threaded):
     """prompt | model | parser: the sequence calls the proxy's ainvoke, so twenty recover."""
 
@@ -188,10 +199,7 @@ def sync_model(threaded):
         yield (
             keys,
             refresh_on_401(
-                make(threaded.issue_token()),
-                refresh=lambda stale: make(keys.fetch_sync()),
-                calls=("invoke",),
-                streams=("stream",),
+                make(threaded.issue_token()), refresh=lambda stale: make(keys.fetch_sync())
             ),
         )
 

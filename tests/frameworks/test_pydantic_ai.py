@@ -31,22 +31,16 @@ def model_on(client):
 
 
 def wrap(client, keys):
-    """The model wrapped: a refresh builds a new model on a client with a fresh key.
+    """The model wrapped with no names: a refresh builds a new model on a client with a fresh key.
 
-    `Agent` reaches its model through `_with_serving_wrapper`, which hands the model out: with
-    the proxy as its `self`, the agent calls the intercepted methods.
+    The pydantic-ai preset intercepts `request` and `request_stream`, and hands the model out
+    through `_with_serving_wrapper`, where `Agent` reaches it: a plain `Agent(wrapped)` works.
     """
 
     async def renew(stale):
         return model_on(client.with_options(api_key=await keys.fetch()))
 
-    return refresh_on_401(
-        model_on(client),
-        refresh=renew,
-        calls=("request",),
-        streams=("request_stream",),
-        hands_out=("_with_serving_wrapper",),
-    )
+    return refresh_on_401(model_on(client), refresh=renew)
 
 
 def openai_client(server):

@@ -1,4 +1,4 @@
-"""How-to: a LangChain chat model wrapped as an instance, with the methods that hand it out."""
+"""How-to: a LangChain chat model wrapped as an instance, in one line."""
 
 # The examples print what the pages show; the test compares it with the .out files.
 # ruff: noqa: T201
@@ -16,30 +16,9 @@ from langchain_openai import ChatOpenAI
 from refresh_middleware import refresh_on_401
 from refresh_middleware.testing import LoopbackLLMServer, run_loopback_server_in_thread
 
-# Runnable methods that hand the model out: they build a binding, a sequence or a batch around
-# it, or stream through it. Run with the proxy as `self`, what they build calls the proxy.
-HANDS_OUT = (
-    "__or__",
-    "pipe",
-    "bind",
-    "bind_tools",
-    "with_config",
-    "with_retry",
-    "with_fallbacks",
-    "with_listeners",
-    "with_types",
-    "with_structured_output",
-    "batch",
-    "abatch",
-    "batch_as_completed",
-    "abatch_as_completed",
-    "transform",
-    "atransform",
-)
-
 
 def wrap(model: ChatOpenAI, token_url: str) -> ChatOpenAI:
-    """The model, refreshing on `ainvoke` and `astream`, whichever door a request comes through."""
+    """The model, refreshing whichever door a request comes through."""
 
     async def renew(stale: ChatOpenAI) -> None:
         # Renewed in place, so the model keeps every setting: a client that sends a fresh key.
@@ -49,9 +28,9 @@ def wrap(model: ChatOpenAI, token_url: str) -> ChatOpenAI:
         stale.root_async_client = stale.root_async_client.with_options(api_key=key)
         stale.async_client = stale.root_async_client.chat.completions
 
-    return refresh_on_401(
-        model, refresh=renew, calls=("ainvoke",), streams=("astream",), hands_out=HANDS_OUT
-    )
+    # No names: the LangChain preset intercepts ainvoke, invoke, astream and stream, and
+    # hands the model out through |, bind_tools, with_config, abatch, astream_events, ...
+    return refresh_on_401(model, refresh=renew)
 
 
 @tool

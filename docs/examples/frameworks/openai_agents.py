@@ -28,10 +28,7 @@ async def run(server: LoopbackLLMServer) -> None:
             return OpenAIChatCompletionsModel(model=stale.model, openai_client=fresh)
 
         model = refresh_on_401(
-            OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client),
-            refresh=renew,
-            calls=("get_response",),
-            streams=("stream_response",),
+            OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client), refresh=renew
         )
         agent = Agent(name="assistant", model=model)
 

@@ -27,20 +27,14 @@ async def fetch_token(token_url: str) -> str:
 
 
 def wrap(model: OpenAIChatModel, token_url: str) -> OpenAIChatModel:
-    """The model, refreshing; the agent reaches it through `_with_serving_wrapper`."""
+    """The model, refreshing: no names, the pydantic-ai preset knows them."""
 
     async def new_model(stale: OpenAIChatModel) -> OpenAIChatModel:
         # A copy of the stale model's client with a fresh key; it shares the connection pool.
         fresh = stale.client.with_options(api_key=await fetch_token(token_url))
         return OpenAIChatModel(stale.model_name, provider=OpenAIProvider(openai_client=fresh))
 
-    return refresh_on_401(
-        model,
-        refresh=new_model,
-        calls=("request",),
-        streams=("request_stream",),
-        hands_out=("_with_serving_wrapper",),
-    )
+    return refresh_on_401(model, refresh=new_model)
 
 
 async def set_fresh_key(model: RefreshingChatModel) -> None:

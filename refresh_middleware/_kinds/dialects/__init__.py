@@ -15,6 +15,7 @@ __all__ = ["DIALECTS"]
 DIALECTS: Final = (
     "generic",
     "anthropic",
+    "openai",
     "openai_chat",
     "openai_responses",
     "openai_realtime",
@@ -23,4 +24,5 @@ DIALECTS: Final = (
     "pydantic_ai",
     "llamaindex",
     "litellm",
+    "openai_agents",
 )

@@ -1,4 +1,8 @@
-"""Gemini's `GenerateContentResponse` chunks (google-genai objects, or the API's own JSON)."""
+"""Gemini's `GenerateContentResponse` chunks (google-genai objects, or the API's own JSON).
+
+The preset of google-genai's `Client` names its models' requests, sync and `aio`, and the
+chats it hands out, which send through the wrapped models.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from refresh_middleware._kinds._dialect import (
     Fields,
     Inside,
     ItemKind,
+    Preset,
     carries,
 )
 
@@ -56,8 +61,24 @@ def _has_finished(candidate: Fields) -> bool:
     return bool(reason) and reason != "FINISH_REASON_UNSPECIFIED"
 
 
+_SIDES: Final = ("", "aio.")  # the sync client, and its async side
+
 DIALECT: Final = Dialect(
     name="Gemini",
     shapes={"candidates": _candidates_kind},
     reads=frozenset({"content", "parts", "finish_reason", "finishReason", *_REPORTS}),
+    presets=(
+        Preset(
+            module="google.genai",
+            qualname="Client",
+            calls=tuple(
+                f"{side}models.{name}"
+                for side in _SIDES
+                for name in ("generate_content", "embed_content", "count_tokens")
+            ),
+            streams=tuple(f"{side}models.generate_content_stream" for side in _SIDES),
+            # `chats` builds its chats on `self.models`: the proxy's, whose requests refresh.
+            hands_out=tuple(f"{side}chats" for side in _SIDES),
+        ),
+    ),
 )

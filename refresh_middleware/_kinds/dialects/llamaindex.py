@@ -17,6 +17,7 @@ from refresh_middleware._kinds._dialect import (
     Fields,
     Inside,
     ItemKind,
+    Preset,
     carries,
 )
 
@@ -44,10 +45,35 @@ def _chat_response_kind(fields: Fields, inside: Inside) -> ItemKind:
     return METADATA
 
 
+# What an LLM's helpers end in: `predict`, `stream`, the `*_with_tools` methods and the rest
+# call the model's own `chat` / `complete` methods. Run with the proxy as `self`, they call
+# the proxy's.
+_HANDS_OUT: Final = (
+    "predict",
+    "apredict",
+    "stream",
+    "astream",
+    "chat_with_tools",
+    "achat_with_tools",
+    "stream_chat_with_tools",
+    "astream_chat_with_tools",
+    "predict_and_call",
+    "apredict_and_call",
+)
+
 DIALECT: Final = Dialect(
     name="LlamaIndex",
     look_inside={"chat_response": _chat_response_kind},
     reads=frozenset(
         {"delta", "additional_kwargs", "message", "blocks", "block_type", "text", "content"}
+    ),
+    presets=(
+        Preset(
+            module="llama_index.core",
+            qualname="LLM",
+            calls=("chat", "achat", "complete", "acomplete"),
+            streams=("stream_chat", "astream_chat", "stream_complete", "astream_complete"),
+            hands_out=_HANDS_OUT,
+        ),
     ),
 )

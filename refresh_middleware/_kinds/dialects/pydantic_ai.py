@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from refresh_middleware._kinds._dialect import Dialect, EmptyPiece
+from refresh_middleware._kinds._dialect import Dialect, EmptyPiece, Preset
 
 # PartStartEvent and PartEndEvent carry a `part`, PartDeltaEvent a `delta`.
 _PART: Final = EmptyPiece(
@@ -24,4 +24,17 @@ DIALECT: Final = Dialect(
     look_inside={"part_start": _PART, "part_delta": _PART, "part_end": _PART},
     name_fields=("event_kind",),
     reads=_PART.reads,
+    # Every model (`OpenAIChatModel`, `AnthropicModel`, ...) sends through `request` and
+    # `request_stream`. An `Agent` holds the model as `_with_serving_wrapper()` returns it, which
+    # is the model itself: run with the proxy as `self`, it returns the proxy, so an
+    # `Agent(wrapped)` calls through it.
+    presets=(
+        Preset(
+            module="pydantic_ai",
+            qualname="Model",
+            calls=("request",),
+            streams=("request_stream",),
+            hands_out=("_with_serving_wrapper",),
+        ),
+    ),
 )
