@@ -8,20 +8,20 @@ retries once. Only how the first attempt starts differs by shape.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Final
 
-from ._retry import Call, FirstAttempt, open_async, open_sync, start_plain
+from ._retry import Call, open_async, open_sync, start_plain
 
 __all__ = ["call_coroutine", "call_plain"]
 
 
-def call_coroutine(call: Call, first: FirstAttempt | None = None) -> Any:
-    """A coroutine method, or an awaitable a plain method returned: awaiting gives the result.
+call_coroutine: Final = open_async
+"""A coroutine method, or an awaitable a plain method returned: awaiting gives the result.
 
-    The engine's own coroutine is handed over as it is: a herd of callers waiting on one
-    refresh then waits through the fewest frames.
-    """
-    return open_async(call, first)
+It is the engine itself, called with the `Call` (and the first attempt, if one started): the
+proxy's method awaits the engine's coroutine with no frame between them, and a herd of callers
+waiting on one refresh waits through the fewest frames.
+"""
 
 
 def call_plain(call: Call) -> Any:
