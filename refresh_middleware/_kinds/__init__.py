@@ -5,6 +5,7 @@ behind a registry, `_tables` merges them at import, and `_engine` reads items wi
 """
 
 from ._dialect import ItemKind as ItemKind
+from ._engine import ends as ends
 from ._engine import kind_of as kind_of
 
-__all__ = ["ItemKind", "kind_of"]
+__all__ = ["ItemKind", "ends", "kind_of"]
