@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import trio
 
-MET, MISSED = "met", "missed"
+MET, MISSED = "PASS", "MISS"
 
 
 @dataclasses.dataclass(frozen=True)
