@@ -69,6 +69,9 @@ OPENED: Final = cast("Any", object())
 
 RETRY: Final = GateAction.RETRY
 ERROR: Final = ItemKind.ERROR
+# As plain types, so that checking a result's type narrows nothing for the type checkers.
+_COROUTINE: Final[type[Any]] = CoroutineType
+_GENERATOR: Final[type[Any]] = GeneratorType
 
 
 class FirstAttempt(NamedTuple):
@@ -182,9 +185,9 @@ def awaitable(value: object) -> bool:
     not awaitable: the result of every plain call. A generator-based coroutine has no
     `__await__`, so generators still take the full check.
     """
-    return (hasattr(value, "__await__") or type(value) is GeneratorType) and inspect.isawaitable(
-        value
-    )
+    if hasattr(value, "__await__") or type(value) is _GENERATOR:
+        return inspect.isawaitable(value)
+    return False
 
 
 def skipped_because(error: Exception) -> str:
@@ -274,7 +277,7 @@ async def open_async(
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
                 value = await adopt(call, current, value)
-            while type(value) is CoroutineType or awaitable(value):  # async only
+            while type(value) is _COROUTINE or awaitable(value):  # async only
                 value = await value  # async only
         except Exception as error:  # noqa: BLE001 - the gate says which are retried, or raised
             failed: BaseException | None = error
