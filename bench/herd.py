@@ -18,7 +18,7 @@ from measure import Config, Table, best_of, verdict, wall
 
 from refresh_middleware import refresh_on_401
 
-TARGET_RATIO = 1.25
+TARGET_RATIO = 2.0  # the floor's own figures allow no less than about 1.9
 
 
 class Credentials:

@@ -27,6 +27,10 @@ own, woken through its own loop; threads wait on a `threading.Event`. No loop is
   later refreshes like anyone else.
 - A process forked at any moment (even while a thread of the parent held the lock or ran a
   refresh) starts with a working flight.
+
+Why it is over 600 lines: the record, its waits across loops and threads, the worker thread a
+refresh may run in, and the fork and cancellation hand-overs all guard the one lock, and each
+of them is only right together with the others; the sync waits are generated from the async.
 """
 
 from __future__ import annotations

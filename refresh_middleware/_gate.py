@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
-from ._kinds import ItemKind, kind_of
+from ._kinds import ItemKind, ends, kind_of
 from ._unauthorized import field_of, is_unauthorized_error
 
 __all__ = ["DEFAULT_USAGE", "GateAction", "StreamGate", "UsageAccounting"]
@@ -154,6 +154,13 @@ _RETRY: Final = GateAction.RETRY
 _KIND_OF: Final = kind_of  # the default, named apart from the gate's `kind_of` attribute
 
 
+def _ends_by(kind_of: Callable[[object], ItemKind]) -> Callable[[object], bool]:
+    def is_done(item: object) -> bool:
+        return kind_of(item) is _DONE
+
+    return is_done
+
+
 class StreamGate:
     """The stream gate of the design: forward, commit, or retry, one decision per event.
 
@@ -167,7 +174,8 @@ class StreamGate:
     `on_exception` and act on the returned `GateAction`. Once `passthrough` is true (committed,
     with no usage left to add), every later item would be forwarded as it is, exceptions
     raised, and only a `DONE` item (by `kind_of`) ends the stream: a driver may then skip
-    `on_item` and check that alone, which saves its cost on every remaining item.
+    `on_item` and ask `ends(item)` alone, which saves its cost on every remaining item (with
+    the default `kind_of`, `ends` skips reading items that cannot be an end).
 
     Example:
         >>> gate = StreamGate()
@@ -187,6 +195,7 @@ class StreamGate:
         "_kind_of",
         "_usage",
         "committed",
+        "ends",
         "kind_of",
         "max_retries",
         "passthrough",
@@ -203,6 +212,7 @@ class StreamGate:
     ) -> None:
         self._is_unauthorized = is_unauthorized
         self._kind_of = self.kind_of = kind_of
+        self.ends: Callable[[object], bool] = ends if kind_of is _KIND_OF else _ends_by(kind_of)
         self._usage = usage
         self.max_retries = max_retries
         self.committed = False

@@ -23,7 +23,7 @@ import inspect
 import pickle
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, cast
 
 import wrapt
 
@@ -207,18 +207,34 @@ class PathProxy(wrapt.BaseObjectProxy[Any]):
         return repr(self.__wrapped__)
 
 
+# The proxy's state read through its slot's own descriptor: wrapt's attribute hook, which a
+# subclass of its proxy gets, costs more than the rest of `call_of` on every intercepted call.
+_core_of: Final[Callable[[RefreshingProxy], Core]] = RefreshingProxy.__dict__["_self_core"].__get__
+
+
 def _root(holder: RefreshingProxy | PathProxy) -> RefreshingProxy:
     if isinstance(holder, PathProxy):
         return holder._self_root  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
     return holder
 
 
-def _call_of(name: str) -> CallOf:
-    """How a call of the proxy's method `name` becomes a `Call`, on the proxy's flight."""
+def _call_of(name: str, base: type[Any]) -> CallOf:
+    """How a call of the proxy's method `name` becomes a `Call`, on the proxy's flight.
 
-    def call_of(holder: RefreshingProxy | PathProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
-        root = _root(holder)
-        core: Core = root._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+    A proxy class knows its base, so the root is found without asking each call's holder what
+    it is (an `isinstance` on a proxy also asks the provider's class).
+    """
+    if base is PathProxy:
+
+        def call_of_path(holder: PathProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
+            root = holder._self_root  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+            core = _core_of(root)
+            return Call(core.methods[name], core.flight, core.holder or root, args, kwargs)
+
+        return call_of_path
+
+    def call_of(root: RefreshingProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
+        core = _core_of(root)
         return Call(core.methods[name], core.flight, core.holder or root, args, kwargs)
 
     return call_of
@@ -241,12 +257,14 @@ class _PerAccess:
     def __get__(self, holder: RefreshingProxy | PathProxy | None, owner: object = None) -> Any:
         if holder is None:
             return self
-        call_of, entry = _call_of(self.name), self.entry
+        entry, name = self.entry, self.name
 
         def bound(
             _wrapped: object, _instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            return entry(call_of(holder, args, kwargs))
+            root = _root(holder)
+            core: Core = root._self_core  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+            return entry(Call(core.methods[name], core.flight, root, args, kwargs))
 
         return wrapt.FunctionWrapper(getattr(holder.__wrapped__, self.part), bound)
 
@@ -426,7 +444,7 @@ def _build(
         function = inspect.getattr_static(owner, part, None)
         entry = _ENTRIES[step.shape, step.stream]
         if isinstance(function, types.FunctionType):
-            namespace[part] = intercepting(function, step.shape, entry, _call_of(step.name))
+            namespace[part] = intercepting(function, step.shape, entry, _call_of(step.name, base))
         else:
             namespace[part] = _PerAccess(step.name, part, entry)
     for part in dict.fromkeys([*branches, *handed]):

@@ -26,7 +26,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import CodeType
+from types import CodeType, CoroutineType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from ._backend import in_event_loop, library
@@ -40,6 +40,7 @@ from ._events import (
 )
 from ._flight import Current, Outcome
 from ._gate import GateAction, StreamGate
+from ._kinds import ItemKind
 from ._refresh import ready_async, ready_sync, refused_again, run_async, run_sync, window_of
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ OPENED: Final = cast("Any", object())
 """What an adopt callback answers when it opened a stream attempt (kept in `Call.opened`)."""
 
 RETRY: Final = GateAction.RETRY
+ERROR: Final = ItemKind.ERROR
+# The commonest awaitable, checked before `inspect.isawaitable`'s slower checks; a plain type,
+# so that the check narrows nothing for the type checkers.
+_COROUTINE: Final[type[Any]] = CoroutineType
 
 
 class FirstAttempt(NamedTuple):
@@ -119,10 +124,11 @@ class Call:
     (class mode, where the flight's value is None and the instance is refreshed in place).
     `opened` and `view` belong to the stream drivers (`_streams`): the stream attempt open now
     and the view that shows it. They live here so that a call is one object; this module never
-    reads them.
+    reads them. The gate is built when first asked for: a call that meets no 401 and returns
+    no error value never needs one.
     """
 
-    __slots__ = ("args", "flight", "gate", "holder", "kwargs", "method", "opened", "view")
+    __slots__ = ("_gate", "args", "flight", "holder", "kwargs", "method", "opened", "view")
 
     def __init__(
         self,
@@ -137,12 +143,22 @@ class Call:
         self.holder = holder
         self.args = args
         self.kwargs = kwargs
-        options = method.options
-        self.gate = StreamGate(
-            is_unauthorized=options.is_unauthorized, kind_of=options.kind_of, usage=options.usage
-        )
+        self._gate: StreamGate | None = None
         self.opened: Any = None
         self.view: Any = None
+
+    @property
+    def gate(self) -> StreamGate:
+        """The call's gate: it counts the one retry and decides what each item or error does."""
+        gate = self._gate
+        if gate is None:
+            options = self.method.options
+            gate = self._gate = StreamGate(
+                is_unauthorized=options.is_unauthorized,
+                kind_of=options.kind_of,
+                usage=options.usage,
+            )
+        return gate
 
     def current(self) -> Current[Any]:
         """The generation and provider a new attempt starts on."""
@@ -152,8 +168,11 @@ class Call:
         # Instance mode: the provider is what the proxy wraps now, which the user may have
         # assigned (`proxy.__wrapped__ = other`), not the flight's copy. The generation is
         # read first: a refresh landing in between pairs it with the fresh provider, whose
-        # 401 then finds that generation refreshed already, never the reverse.
-        return Current(current.generation, cast("Any", self.holder).__wrapped__)
+        # 401 then finds that generation refreshed already, never the reverse. When the proxy
+        # wraps the flight's provider (it nearly always does), the flight's pair is the answer.
+        holder: Any = self.holder
+        provider = holder.__wrapped__
+        return current if provider is current.value else Current(current.generation, provider)
 
     def start(self, provider: object) -> Any:
         """Call the original method on `provider`: a new attempt, not yet awaited or opened."""
@@ -305,7 +324,8 @@ async def open_async(
     it answers `OPENED` when it opened a stream attempt, which is returned; otherwise the
     value a call (or a stream method called for a value) resolved to is returned.
     """
-    gate, ahead = call.gate, call.method.options.expires_at is not None
+    options = call.method.options
+    ahead, kind_of = options.expires_at is not None, options.kind_of
     retried = False
     while True:
         current, value = first or (await ready_async(call) if ahead else call.current(), NOTHING)
@@ -313,15 +333,17 @@ async def open_async(
             value = call.start(current.value) if value is NOTHING else value
             if adopt is not None:
                 value = await adopt(call, current, value)
-            while inspect.isawaitable(value):  # async only
+            while type(value) is _COROUTINE or inspect.isawaitable(value):  # async only
                 value = await value  # async only
         except Exception as error:  # noqa: BLE001 - the gate says which are retried, or raised
             failed: BaseException | None = error
-            verdict = gate.on_exception(error)
+            verdict = call.gate.on_exception(error)
         else:
-            if value is OPENED:
+            # Only an error item can be retried: any other value is the result as it is, and
+            # the gate (built on first use) is never needed on a call that meets no 401.
+            if value is OPENED or kind_of(value) is not ERROR:
                 return value
-            failed, verdict = None, gate.on_item(value)[0]
+            failed, verdict = None, call.gate.on_item(value)[0]
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
         if verdict is RETRY:
@@ -371,7 +393,8 @@ def open_sync(
     it answers `OPENED` when it opened a stream attempt, which is returned; otherwise the
     value a call (or a stream method called for a value) resolved to is returned.
     """
-    gate, ahead = call.gate, call.method.options.expires_at is not None
+    options = call.method.options
+    ahead, kind_of = options.expires_at is not None, options.kind_of
     retried = False
     while True:
         current, value = first or (ready_sync(call) if ahead else call.current(), NOTHING)
@@ -381,11 +404,13 @@ def open_sync(
                 value = adopt(call, current, value)
         except Exception as error:  # noqa: BLE001 - the gate says which are retried, or raised
             failed: BaseException | None = error
-            verdict = gate.on_exception(error)
+            verdict = call.gate.on_exception(error)
         else:
-            if value is OPENED:
+            # Only an error item can be retried: any other value is the result as it is, and
+            # the gate (built on first use) is never needed on a call that meets no 401.
+            if value is OPENED or kind_of(value) is not ERROR:
                 return value
-            failed, verdict = None, gate.on_item(value)[0]
+            failed, verdict = None, call.gate.on_item(value)[0]
         # Outside the `except` block: the retry's own errors must not be chained to the 401,
         # or a classifier reading their context would see a 401.
         if verdict is RETRY:

@@ -259,6 +259,12 @@ def test_custom_kind_of_error_items_are_retried():
     assert RETRY == action
 
 
+def test_custom_kind_of_decides_where_a_committed_stream_ends():
+    """With its own classifier, the gate's end test (`ends`) asks that one, not the default's."""
+    gate = StreamGate(kind_of=lambda item: ItemKind.DONE if item == "fin" else ItemKind.OUTPUT)
+    assert (True, False) == (gate.ends("fin"), gate.ends({"type": "message_stop"}))
+
+
 # --------------------------------------------------------------------------------------------------
 # Usage carried across attempts
 

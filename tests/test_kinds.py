@@ -802,16 +802,75 @@ def test_an_unhashable_name_is_output():
     assert OUTPUT == kind_of(types.SimpleNamespace(type=["ping"]))
 
 
-@given(
-    st.builds(
-        types.SimpleNamespace,
-        type=st.none() | st.text(max_size=30) | st.sampled_from(["on_x_stream", "part_start"]),
-        content=st.none() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
-        data=st.none() | st.dictionaries(st.sampled_from(["chunk"]), st.text(max_size=5)),
-        part=st.none() | st.builds(types.SimpleNamespace, part_kind=st.text(max_size=8)),
-        candidates=st.none() | st.lists(st.none() | st.integers(), max_size=2),
-    )
+LOOK_ALIKES = st.builds(
+    types.SimpleNamespace,
+    type=st.none() | st.text(max_size=30) | st.sampled_from(["on_x_stream", "part_start"]),
+    content=st.none() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+    data=st.none() | st.dictionaries(st.sampled_from(["chunk"]), st.text(max_size=5)),
+    part=st.none() | st.builds(types.SimpleNamespace, part_kind=st.text(max_size=8)),
+    candidates=st.none() | st.lists(st.none() | st.integers(), max_size=2),
 )
+
+
+@given(LOOK_ALIKES)
 def test_kind_of_never_raises_on_look_alikes(item):
     """Names that ask for a closer look, with any content, still give an ItemKind."""
     assert isinstance(kind_of(item), ItemKind)
+
+
+# --------------------------------------------------------------------------------------------------
+# ends: the test a committed stream asks of each item
+
+
+class Done:
+    """A class whose name alone says every instance ends a stream."""
+
+    __slots__ = ()
+
+
+def openai_chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> Any:
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": "c",
+            "created": 0,
+            "model": "gpt",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            "usage": usage,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "done",
+        {"type": "message_stop"},
+        {"type": "content_block_delta", "delta": {"text": "Hi"}},
+        ValueError("done"),
+        Done(),
+        NamedByGetattr(),
+        NamedBySlot("ping"),
+        Usage(1, 2),
+        PartStart(),
+        openai_chunk({"content": "Hi"}),
+        openai_chunk({}, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+        gemini(Part(text=""), finish=FinishReason.STOP),
+        gemini(Part(text="Hi")),
+        types.SimpleNamespace(type=["ping"]),
+    ],
+)
+def test_ends_is_kind_of_done(item):
+    """`ends(item)` answers what `kind_of(item) is DONE` answers, for every way of reading."""
+    assert (kind_of(item) is DONE) == _engine.ends(item)
+
+
+@given(LOOK_ALIKES)
+def test_ends_is_kind_of_done_on_look_alikes(item):
+    """On look-alikes with any content, `ends` and `kind_of` agree about the end."""
+    assert (kind_of(item) is DONE) == _engine.ends(item)
+
+
+def test_ends_reads_nothing_of_an_openai_chat_chunk():
+    """A chat chunk's class names no end and its shape never answers DONE: no field is read."""
+    assert _engine._never is _engine._plan_of(ChatCompletionChunk).ends

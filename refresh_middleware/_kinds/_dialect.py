@@ -157,6 +157,9 @@ class Dialect(NamedTuple):
     """Names whose items need a look at their fields, and the look."""
     shapes: Mapping[str, Shape] = _NOTHING
     """Items without a name, known by a field that only they have, and their check."""
+    never_done: frozenset[str] = frozenset()
+    """The fields of `shapes` whose check never answers DONE: once a stream of such items
+    has committed, no item is read for its end (a check not listed here is asked)."""
     name_rule: NameRule | None = None
     """What the words of a name no dialect lists say (LangChain's `on_<run>_<stage>`)."""
     name_fields: tuple[str, ...] = ()

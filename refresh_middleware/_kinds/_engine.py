@@ -20,13 +20,14 @@ from typing import Any, Final, NamedTuple, cast
 from ._dialect import DONE, ERROR, METADATA, OUTPUT, Fields, Inside, ItemKind, Shape, Verdict
 from ._tables import TABLES
 
-__all__ = ["kind_of"]
+__all__ = ["ends", "kind_of"]
 
 _DONE_NAMES: Final = TABLES.done
 _METADATA_NAMES: Final = TABLES.metadata
 _ERROR_NAMES: Final = TABLES.error
 _LOOK_INSIDE: Final = dict(TABLES.look_inside)
 _SHAPES: Final = TABLES.shapes
+_NEVER_DONE: Final = TABLES.never_done
 _NAME_RULES: Final = TABLES.name_rules
 _MAPPING_NAMES: Final = TABLES.mapping_names
 _OBJECT_NAMES: Final = TABLES.object_names
@@ -143,6 +144,8 @@ class _Plan(NamedTuple):
     """Classify an instance."""
     read: Callable[[Any], Fields]
     """Read an instance's fields (for values inside an item)."""
+    ends: Callable[[Any], bool]
+    """Whether an instance ends a stream: `kind(item) is DONE`, without reading what cannot."""
 
 
 # The plans of the classes met so far, one table per use: `kind_of` reads the first for every
@@ -155,6 +158,7 @@ class _Plan(NamedTuple):
 # classification). Races between threads only work the same plan out twice.
 _CLASSIFIERS: dict[int, Callable[[Any], ItemKind]] = {}
 _READERS: dict[int, Callable[[Any], Fields]] = {}
+_ENDERS: dict[int, Callable[[Any], bool]] = {}
 _WATCHED: dict[int, weakref.ref[type]] = {}
 
 
@@ -165,11 +169,12 @@ def _plan_of(cls: type) -> _Plan:
     _WATCHED[key] = weakref.ref(cls, functools.partial(_forget_plan, key))
     _CLASSIFIERS[key] = plan.kind
     _READERS[key] = plan.read
+    _ENDERS[key] = plan.ends
     return plan
 
 
 def _forget_plan(key: int, _gone: object) -> None:
-    for table in (_CLASSIFIERS, _READERS, _WATCHED):
+    for table in (_CLASSIFIERS, _READERS, _ENDERS, _WATCHED):
         table.pop(key, None)
 
 
@@ -180,11 +185,11 @@ def _fields_of(value: object) -> Fields:
 
 def _new_plan(cls: type[object]) -> _Plan:
     if issubclass(cls, str | bytes | bytearray):
-        return _Plan(_always(OUTPUT), _no_fields)  # text is output, even when it spells "done"
+        return _Plan(_always(OUTPUT), _no_fields, _never)  # text is output, even "done"
     if issubclass(cls, BaseException):
-        return _Plan(_always(ERROR), _no_fields)
+        return _Plan(_always(ERROR), _no_fields, _never)
     if issubclass(cls, Mapping):
-        return _Plan(_kind_of_mapping, _itself)
+        return _Plan(_kind_of_mapping, _itself, _ends_by(_kind_of_mapping))
     declared = _declared_fields(cls)
     read = _reader(cls, declared or frozenset())
     by_name = _verdict_of_text(cls.__name__)
@@ -197,8 +202,13 @@ def _new_plan(cls: type[object]) -> _Plan:
         names = tuple(name for name in _OBJECT_NAMES if name in declared)
         shapes = tuple(shape for field, shape in _SHAPES.items() if field in declared)
     if isinstance(by_name, ItemKind) and (read is _no_fields or not (names or shapes)):
-        return _Plan(_always(by_name), read)  # instances cannot say otherwise than their class
-    return _Plan(_classifier(read, names, shapes, by_name), read)
+        # Instances cannot say otherwise than their class.
+        return _Plan(_always(by_name), read, _ends_by(_always(by_name)))
+    kind = _classifier(read, names, shapes, by_name)
+    may_end = bool(names) or (by_name is not OUTPUT and by_name is not METADATA)
+    if not may_end and declared is not None:
+        may_end = any(field not in _NEVER_DONE for field in _SHAPES if field in declared)
+    return _Plan(kind, read, _ends_by(kind) if may_end else _never)
 
 
 def _always(kind: ItemKind) -> Callable[[Any], ItemKind]:
@@ -206,6 +216,17 @@ def _always(kind: ItemKind) -> Callable[[Any], ItemKind]:
         return kind
 
     return classify
+
+
+def _never(_item: object) -> bool:
+    return False
+
+
+def _ends_by(kind: Callable[[Any], ItemKind]) -> Callable[[Any], bool]:
+    def ends(item: object) -> bool:
+        return kind(item) is DONE
+
+    return ends
 
 
 def _classifier(
@@ -339,6 +360,24 @@ def kind_of(item: object) -> ItemKind:
         return (_CLASSIFIERS.get(id(cls)) or _plan_of(cls).kind)(item)
     except Exception:  # noqa: BLE001 - an item that cannot be read is treated as output
         return OUTPUT
+
+
+def ends(item: object) -> bool:
+    """Whether `item` ends a stream: `kind_of(item) is DONE`, without reading what cannot.
+
+    After a stream has committed only its end still matters. Most items cannot be one: text,
+    and objects whose class names no end and whose shapes never answer DONE (the openai chat
+    chunk). For those this is a dictionary read, where `kind_of` reads the item's content.
+    """
+    cls = type(item)
+    if cls is str:
+        return False
+    try:
+        if cls is dict:
+            return _kind_of_mapping(item) is DONE
+        return (_ENDERS.get(id(cls)) or _plan_of(cls).ends)(item)
+    except Exception:  # noqa: BLE001 - as in kind_of: an item that cannot be read is output
+        return False
 
 
 def _inside() -> Inside:

@@ -29,6 +29,8 @@ class Tables(NamedTuple):
     look_inside: Mapping[str, Look]
     shapes: Mapping[str, Shape]
     """In the order of the dialects: the first shape an item matches settles it."""
+    never_done: frozenset[str]
+    """The fields of `shapes` whose check never answers DONE."""
     name_rules: tuple[NameRule, ...]
     object_names: tuple[str, ...]
     """Where objects keep their name, in the order the names count."""
@@ -72,6 +74,7 @@ def merge(dialects: Iterable[Dialect]) -> Tables:
         error=frozenset(name for each in dialects for name in each.error),
         look_inside=_joined(dialects, "name", lambda dialect: dialect.look_inside),
         shapes=shapes,
+        never_done=frozenset(field for each in dialects for field in each.never_done),
         name_rules=tuple(each.name_rule for each in dialects if each.name_rule is not None),
         object_names=object_names,
         mapping_names=mapping_names,

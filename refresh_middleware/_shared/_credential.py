@@ -16,6 +16,11 @@ The protocol of DESIGN.md, written once:
 
 The sync forms run the async protocol on a private event loop in a worker thread: the logic is
 written once, and a sync host (threads, Celery) waits only in its own thread.
+
+Why it is over 600 lines: the protocol's steps are methods of one class sharing its state (the
+flight, the record held, the timeouts), and every door onto the credential (the sync forms,
+`seed`, the httpx2 Auth and the SDK hooks) is a short method beside them, so each is read
+next to the state it uses.
 """
 
 from __future__ import annotations

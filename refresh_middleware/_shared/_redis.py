@@ -13,6 +13,10 @@ whose lock was taken over cannot write, even when a failover lost the lock's his
 A lock whose holder dies stays until its lease runs out (15 s by default), and the lease is
 renewed while the holder fetches, so a live holder keeps it. A store that cannot be reached
 raises `StoreUnavailableError` within `timeout`: no process falls back to refreshing alone.
+
+Why it is over 600 lines: the three topologies (one server, Cluster, Sentinel) each need their
+own connecting and checking, and the Lua scripts, renewing the lease and the error mapping must
+stay beside the session that runs them.
 """
 
 from __future__ import annotations

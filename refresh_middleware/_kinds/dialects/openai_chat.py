@@ -64,6 +64,7 @@ def _text_delta_kind(fields: Fields, _inside: Inside) -> ItemKind:
 DIALECT: Final = Dialect(
     name="OpenAI chat completions",
     shapes={"object": _chunk_kind},
+    never_done=frozenset({"object"}),  # a chunk is output or metadata; the stream just ends
     look_inside={
         "chunk": _chunk_event_kind,
         "content_delta": _text_delta_kind,
