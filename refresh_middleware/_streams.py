@@ -596,9 +596,7 @@ def stream_plain(call: Call) -> Any:
     """A plain method: called now, and what it returned decides how it is read."""
     first = start_plain(call, defer=_of_an_async_client)
     if first is None or isinstance(first, LaterAttempt):
-        if isinstance(first, RefusedAttempt):
-            return RefusedStream(call, first)
-        return PendingStream(call, first)
+        return _later(call, first)
     value = first.value
     if hasattr(value, "__aiter__"):
         adopt_iterable(call, first)  # nothing to await: it opens on the first read
@@ -611,6 +609,13 @@ def stream_plain(call: Call) -> Any:
         return SyncPendingStream(call, first)
     opened = open_sync(call, first, adopt_sync)
     return SyncStreamView(call) if opened is OPENED else opened
+
+
+def _later(call: Call, first: LaterAttempt | None) -> PendingStream:
+    """The stream of an attempt that starts at the first use: refused at the call, or ahead."""
+    if isinstance(first, RefusedAttempt):
+        return RefusedStream(call, first)
+    return PendingStream(call, first)
 
 
 async def _drop_async(first: FirstAttempt) -> None:
