@@ -2,7 +2,9 @@
 
 A call is an attempt that resolves to a value: `_retry.open_async` (or `open_sync`) starts it,
 awaits it if it must, and on a 401 (raised, or an error value returned) refreshes once and
-retries once. Only how the first attempt starts differs by shape.
+retries once. Only how the first attempt starts differs by shape. A coroutine method's first
+attempt runs in the method's own frame (`awaiting_method`): a call that succeeds, nearly every
+call, is over there, and the engine takes over only an attempt that failed.
 
 Some frameworks stream a call's output beside it, through callbacks (LangGraph streams the
 tokens of a LangChain model's `ainvoke`): once such output went out, the call is committed and
@@ -14,14 +16,26 @@ running calls of each task or thread are kept in a context variable for `went_ou
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import threading
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, NoReturn
 
-from ._kinds import ItemKind, watches_for
-from ._retry import Call, FirstAttempt, open_async, open_sync, start_plain
+from ._flight import Current
+from ._kinds import SETTLED, ItemKind, watches_for
+from ._retry import (
+    Call,
+    FirstAttempt,
+    Site,
+    open_async,
+    open_sync,
+    runs_attempts,
+    start_plain,
+    wrapped_of,
+)
 
-__all__ = ["call_coroutine", "call_plain", "watch_output_of", "went_out"]
+__all__ = ["awaiting_method", "call_coroutine", "call_plain", "watch_output_of", "went_out"]
 
 _OUTPUT: Final = ItemKind.OUTPUT
 
@@ -79,6 +93,51 @@ def call_coroutine(call: Call, first: FirstAttempt | None = None) -> Any:
     if not _watched.modules:
         return open_async(call, first)
     return _watching(call, first)
+
+
+def awaiting_method(function: Callable[..., Any], site: Callable[[Any], Site]) -> Any:
+    """The `async def` that replaces a coroutine call method `function`.
+
+    Its first attempt runs here, in the method's own frame, the quick way: on the provider the
+    flight holds, with nothing built for it. A value of a class that `kind_of` can never call
+    an error item, and that is nothing to await (`SETTLED`), is the result. An exception, or
+    any other value, goes to the engine as the call's first attempt (`open_async`), which
+    decides as for any attempt; so does the whole call when the quick way does not apply
+    (`Method.quick`: a refresh ahead of expiry to check, or a `kind_of` of the user's), while
+    a framework is watched for output sent beside calls, or when the proxy wraps a provider
+    other than the flight's (`proxy.__wrapped__ = other`, as `Call.current` explains).
+    `site(self)` says where the call runs.
+    """
+
+    @functools.wraps(function)
+    async def awaited(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        method, flight, holder = site(self)
+        first: FirstAttempt | None = None
+        if method.quick and not _watched.modules:
+            current = flight.current
+            provider = current.value
+            if provider is None:  # class mode: the instance is the provider
+                provider = holder
+            if provider is holder or provider is wrapped_of(holder):
+                try:
+                    value: object = await method.invoke(provider, args, kwargs)
+                except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
+                    # Handed over as an attempt that raises it again when the engine awaits it.
+                    first = FirstAttempt(Current(current.generation, provider), _raise(error))
+                else:
+                    if id(type(value)) in SETTLED:
+                        return value
+                    first = FirstAttempt(Current(current.generation, provider), value)
+        # Named `call` in this frame from here on: `nested` reads it.
+        call = Call(method, flight, holder, args, kwargs)
+        return await call_coroutine(call, first)
+
+    runs_attempts(awaited)
+    return awaited
+
+
+async def _raise(error: Exception) -> NoReturn:
+    raise error
 
 
 def call_plain(call: Call) -> Any:

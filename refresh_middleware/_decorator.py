@@ -12,8 +12,8 @@ from typing import Any, Protocol, TypeVar, Unpack, cast, overload
 
 from ._calls import watch_output_of
 from ._flight import Flight
-from ._proxy import entry_for, intercepting, original_of, wrap_instance
-from ._retry import Call
+from ._proxy import intercepting, original_of, wrap_instance
+from ._retry import Site
 from ._spec import Method, Options, RefreshOptions, Shape, check_methods
 
 __all__ = ["refresh_on_401"]
@@ -55,13 +55,13 @@ class _Flights:
 _flights = _Flights()
 
 
-def _call_of(method: Method) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Call]:
-    """How a call of a decorated class's method becomes a `Call`, on its instance's flight."""
+def _site_of(method: Method) -> Callable[[Any], Site]:
+    """Where a call of a decorated class's method runs: on its instance's flight."""
 
-    def call_of(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-        return Call(method, _flights.of(instance, method.options), instance, args, kwargs)
+    def site(instance: object) -> Site:
+        return method, _flights.of(instance, method.options), instance
 
-    return call_of
+    return site
 
 
 def decorate_class(cls: type[T], options: Options) -> type[T]:
@@ -98,7 +98,7 @@ def decorate_class(cls: type[T], options: Options) -> type[T]:
     watch_output_of(cls)
     for name, method in methods.items():
         original = cast("Callable[..., Any]", method.original)
-        replacement = intercepting(original, method.shape, entry_for(method), _call_of(method))
+        replacement = intercepting(original, method.shape, method.stream, _site_of(method))
         setattr(cls, name, replacement)
     return cls
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, cast
 
 import wrapt
 
-from ._calls import call_coroutine, call_plain, watch_output_of
+from ._calls import awaiting_method, call_coroutine, call_plain, watch_output_of
 from ._events import UnrelatedReplacement, emit, logger
 from ._flight import Flight
-from ._retry import Call
+from ._retry import Call, Site
 from ._spec import Method, Options, Shape, check_methods, reach
 from ._streams import stream_async_generator, stream_coroutine, stream_generator, stream_plain
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = [
     "InterceptingWrapper",
     "RefreshingProxy",
-    "entry_for",
     "intercepting",
     "original_of",
     "wrap_instance",
@@ -58,44 +57,41 @@ _ENTRIES: Mapping[tuple[Shape, bool], Callable[[Call], Any]] = {
 }
 
 
-def entry_for(method: Method) -> Callable[[Call], Any]:
-    """The driver of an intercepted method, by the shape of its original and its kind."""
-    return _ENTRIES[method.shape, method.stream]
-
-
 class InterceptingWrapper(wrapt.FunctionWrapper[..., Any]):
     """A method wrapper of ours; lets the decorator refuse to stack a second refresher."""
 
 
-CallOf = Callable[[Any, tuple[Any, ...], dict[str, Any]], Call]
-"""How a method's call becomes a `Call`: from the holder (`self`) and the arguments."""
+SiteOf = Callable[[Any], Site]
+"""Where a call of a method runs, from its holder (`self`)."""
 
 ORIGINAL = "__refresh_on_401__"
 """Where an intercepting method keeps the function it replaced."""
 
 
-def intercepting(
-    function: Callable[..., Any], shape: Shape, entry: Callable[[Call], Any], call_of: CallOf
-) -> Any:
+def intercepting(function: Callable[..., Any], shape: Shape, stream: bool, site: SiteOf) -> Any:
     """The method that replaces `function` (of a class, or of a proxy class) and refreshes.
 
     It stays what `inspect` saw: an `async def` for a coroutine function, a plain function for
     a plain one (both dressed by `functools.wraps`, and cheap to look up and call), and for
     generator functions a `wrapt.FunctionWrapper`, through which `inspect` sees the original.
-    Each call is handed to `entry` (the driver) as the `Call` that `call_of` makes of it.
+    Each call is handed to the driver of its shape as a `Call`, made where `site` says; a
+    coroutine call method runs its first attempt itself (`awaiting_method`).
     """
-    if shape is Shape.COROUTINE:
+    entry = _ENTRIES[shape, stream]
+    if shape is Shape.COROUTINE and not stream:
+        replacement: Any = awaiting_method(function, site)
+    elif shape is Shape.COROUTINE:
 
         @functools.wraps(function)
         async def awaited(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            return await entry(call_of(self, args, kwargs))
+            return await entry(Call(*site(self), args, kwargs))
 
-        replacement: Any = awaited
+        replacement = awaited
     elif shape is Shape.PLAIN:
 
         @functools.wraps(function)
         def plain(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            return entry(call_of(self, args, kwargs))
+            return entry(Call(*site(self), args, kwargs))
 
         replacement = plain
     else:
@@ -108,7 +104,7 @@ def intercepting(
         ) -> Any:
             # Called through the class (`Provider.chat_stream(p, ...)`), wrapt hands the first
             # argument over as the instance, as Python binds methods.
-            return entry(call_of(instance, args, kwargs))
+            return entry(Call(*site(instance), args, kwargs))
 
         return InterceptingWrapper(function, wrapper)
     setattr(replacement, ORIGINAL, function)
@@ -208,7 +204,7 @@ class PathProxy(wrapt.BaseObjectProxy[Any]):
 
 
 # The proxy's state read through its slot's own descriptor: wrapt's attribute hook, which a
-# subclass of its proxy gets, costs more than the rest of `call_of` on every intercepted call.
+# subclass of its proxy gets, costs more than the rest of `site` on every intercepted call.
 _core_of: Final[Callable[[RefreshingProxy], Core]] = RefreshingProxy.__dict__["_self_core"].__get__
 
 
@@ -218,26 +214,26 @@ def _root(holder: RefreshingProxy | PathProxy) -> RefreshingProxy:
     return holder
 
 
-def _call_of(name: str, base: type[Any]) -> CallOf:
-    """How a call of the proxy's method `name` becomes a `Call`, on the proxy's flight.
+def _site_of(name: str, base: type[Any]) -> SiteOf:
+    """Where a call of the proxy's method `name` runs: on the proxy's flight.
 
     A proxy class knows its base, so the root is found without asking each call's holder what
     it is (an `isinstance` on a proxy also asks the provider's class).
     """
     if base is PathProxy:
 
-        def call_of_path(holder: PathProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
+        def site_of_path(holder: PathProxy) -> Site:
             root = holder._self_root  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
             core = _core_of(root)
-            return Call(core.methods[name], core.flight, core.holder or root, args, kwargs)
+            return core.methods[name], core.flight, core.holder or root
 
-        return call_of_path
+        return site_of_path
 
-    def call_of(root: RefreshingProxy, args: tuple[Any, ...], kwargs: Any) -> Call:
+    def site(root: RefreshingProxy) -> Site:
         core = _core_of(root)
-        return Call(core.methods[name], core.flight, core.holder or root, args, kwargs)
+        return core.methods[name], core.flight, core.holder or root
 
-    return call_of
+    return site
 
 
 class _PerAccess:
@@ -442,11 +438,11 @@ def _build(
             branches.setdefault(part, []).append(step._replace(rest=below))
             continue
         function = inspect.getattr_static(owner, part, None)
-        entry = _ENTRIES[step.shape, step.stream]
         if isinstance(function, types.FunctionType):
-            namespace[part] = intercepting(function, step.shape, entry, _call_of(step.name, base))
+            site = _site_of(step.name, base)
+            namespace[part] = intercepting(function, step.shape, step.stream, site)
         else:
-            namespace[part] = _PerAccess(step.name, part, entry)
+            namespace[part] = _PerAccess(step.name, part, _ENTRIES[step.shape, step.stream])
     for part in dict.fromkeys([*branches, *handed]):
         namespace[part] = _Branch(part, tuple(branches.get(part, ())), tuple(handed.get(part, ())))
     return type(f"{base.__name__}[{owner.__qualname__}]", (base,), namespace)

@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import CodeType, CoroutineType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
+import wrapt
+
 from ._backend import in_event_loop, library
 from ._events import (
     UNAUTHORIZED,
@@ -55,6 +57,7 @@ __all__ = [
     "FirstAttempt",
     "LaterAttempt",
     "RefusedAttempt",
+    "Site",
     "attach_refresh_failure",
     "open_async",
     "open_sync",
@@ -62,6 +65,7 @@ __all__ = [
     "recover_sync",
     "runs_attempts",
     "start_plain",
+    "wrapped_of",
 ]
 
 NOTHING: Final = cast("Any", object())
@@ -117,6 +121,15 @@ class RefusedAttempt(LaterAttempt):
     __slots__ = ()
 
 
+# The provider an instance-mode holder (a proxy) wraps now, read through the proxy's own
+# descriptor: its attribute hook, which the proxy classes' subclasses get, costs three times as
+# much on every call.
+wrapped_of: Final[Callable[[Any], Any]] = wrapt.BaseObjectProxy.__dict__["__wrapped__"].__get__
+
+Site = tuple["Method", "Flight[Any]", object]
+"""Where a call of an intercepted method runs: the method, its flight, and the holder."""
+
+
 class Call:
     """One call of an intercepted method: its arguments, its gate, and the attempt open now.
 
@@ -170,8 +183,7 @@ class Call:
         # read first: a refresh landing in between pairs it with the fresh provider, whose
         # 401 then finds that generation refreshed already, never the reverse. When the proxy
         # wraps the flight's provider (it nearly always does), the flight's pair is the answer.
-        holder: Any = self.holder
-        provider = holder.__wrapped__
+        provider = wrapped_of(self.holder)
         return current if provider is current.value else Current(current.generation, provider)
 
     def start(self, provider: object) -> Any:
@@ -277,8 +289,14 @@ def nested(call: Call) -> bool:
         if code in _REFRESHES:
             return False
         if code in _ATTEMPTS:
-            outer = cast("Call", frame.f_locals["call"])
-            if outer is not call and outer.flight is flight and not outer.gate.committed:
+            seen = frame.f_locals
+            outer = cast("Call | None", seen.get("call"))
+            if outer is None:
+                # A quick first attempt (`_calls.awaiting_method`), which makes its `Call` only
+                # when it fails: a call commits nothing.
+                if seen["flight"] is flight:
+                    return True
+            elif outer is not call and outer.flight is flight and not outer.gate.committed:
                 return True
         frame = frame.f_back
     return False

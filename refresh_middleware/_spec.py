@@ -361,9 +361,15 @@ class Method:
     """For a proxy of a derived client (`client.with_options(...)`): makes that client from
     the provider the flight holds now, on which `path` is then looked up."""
     path: tuple[str, ...] = dataclasses.field(init=False)
+    quick: bool = dataclasses.field(init=False)
+    """Whether a call can take the quick way (`_calls.awaiting_method`): no refresh ahead of
+    expiry to check first, and the default `kind_of`, which knows by class which values are
+    settled results."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", tuple(self.name.split(".")))
+        quick = self.options.expires_at is None and self.options.kind_of is kind_of
+        object.__setattr__(self, "quick", quick)
 
     @property
     def in_place(self) -> bool:

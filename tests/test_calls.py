@@ -13,6 +13,7 @@ import trio.testing
 from conftest import AsyncProvider, Harness, Script, ServerError, SyncProvider, Unauthorized
 
 from refresh_middleware import refresh_on_401
+from refresh_middleware.classify import ItemKind
 
 SUCCESS = {"type": "message", "content": "ok"}
 
@@ -393,3 +394,65 @@ async def test_a_sync_call_that_cannot_await_the_refresh_fails_alone() -> None:
     assert ["RetrySkipped", "RefreshStarted", "RefreshSucceeded", "CallRetried"] == [
         type(event).__name__ for event in events
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# the quick first attempt of a coroutine method (`_calls.awaiting_method`)
+
+
+class Keyed:
+    """An async provider whose `chat` returns what it is given, or raises 401 with key 0."""
+
+    def __init__(self, key: int = 1) -> None:
+        self.key = key
+
+    async def chat(self, value: object) -> object:
+        if self.key < 1:
+            raise Unauthorized
+        return value
+
+
+def keyed(mode: str, key: int, **options: Any) -> Any:
+    def renew(stale: Keyed) -> Keyed | None:
+        if mode == "class":
+            stale.key += 1
+            return None
+        return Keyed(stale.key + 1)
+
+    if mode == "instance":
+        return refresh_on_401(Keyed(key), refresh=renew, **options)
+    return refresh_on_401(refresh=renew, **options)(type("K", (Keyed,), {}))(key)
+
+
+@pytest.mark.parametrize("mode", ["instance", "class"])
+async def test_a_custom_kind_of_is_asked_of_every_call_result(mode: str) -> None:
+    """A `kind_of` of the user's sees each result, even text, which the default never reads."""
+    seen: list[object] = []
+
+    def kinds(item: object) -> ItemKind:
+        seen.append(item)
+        return ItemKind.OUTPUT
+
+    provider = keyed(mode, 1, kind_of=kinds)
+
+    assert (["a", "b"], ["a", "b"]) == ([await provider.chat("a"), await provider.chat("b")], seen)
+
+
+@pytest.mark.parametrize("mode", ["instance", "class"])
+async def test_a_401_on_the_quick_attempt_is_refreshed_and_retried(mode: str) -> None:
+    """The quick attempt's 401 goes to the engine, which refreshes once and retries."""
+    provider = keyed(mode, 0)
+
+    assert "ok" == await provider.chat("ok")
+
+
+@pytest.mark.parametrize("mode", ["instance", "class"])
+async def test_an_awaitable_result_is_awaited_as_before(mode: str) -> None:
+    """A coroutine method that returns an awaitable gives what the awaitable resolves to."""
+
+    async def later() -> str:
+        return "resolved"
+
+    provider = keyed(mode, 1)
+
+    assert "resolved" == await provider.chat(later())

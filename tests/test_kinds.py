@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
+import inspect
 import types
 from typing import Any, Literal
 
@@ -841,25 +843,27 @@ def openai_chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> 
     )
 
 
-@pytest.mark.parametrize(
-    "item",
-    [
-        "done",
-        {"type": "message_stop"},
-        {"type": "content_block_delta", "delta": {"text": "Hi"}},
-        ValueError("done"),
-        Done(),
-        NamedByGetattr(),
-        NamedBySlot("ping"),
-        Usage(1, 2),
-        PartStart(),
-        openai_chunk({"content": "Hi"}),
-        openai_chunk({}, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
-        gemini(Part(text=""), finish=FinishReason.STOP),
-        gemini(Part(text="Hi")),
-        types.SimpleNamespace(type=["ping"]),
-    ],
-)
+# One item for each way a class is read: text, mappings, exceptions, names by class, getattr
+# or slot, dataclasses, pydantic models by shape, and objects read by their attributes.
+READINGS = [
+    "done",
+    {"type": "message_stop"},
+    {"type": "content_block_delta", "delta": {"text": "Hi"}},
+    ValueError("done"),
+    Done(),
+    NamedByGetattr(),
+    NamedBySlot("ping"),
+    Usage(1, 2),
+    PartStart(),
+    openai_chunk({"content": "Hi"}),
+    openai_chunk({}, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+    gemini(Part(text=""), finish=FinishReason.STOP),
+    gemini(Part(text="Hi")),
+    types.SimpleNamespace(type=["ping"]),
+]
+
+
+@pytest.mark.parametrize("item", READINGS)
 def test_ends_is_kind_of_done(item):
     """`ends(item)` answers what `kind_of(item) is DONE` answers, for every way of reading."""
     assert (kind_of(item) is DONE) == _engine.ends(item)
@@ -874,3 +878,64 @@ def test_ends_is_kind_of_done_on_look_alikes(item):
 def test_ends_reads_nothing_of_an_openai_chat_chunk():
     """A chat chunk's class names no end and its shape never answers DONE: no field is read."""
     assert _engine._never is _engine._plan_of(ChatCompletionChunk).ends
+
+
+# --------------------------------------------------------------------------------------------------
+# SETTLED: the classes whose instances a call returns without reading them
+
+
+class ErrorNotice:
+    """A class whose name alone says every instance is an error item."""
+
+    __slots__ = ()
+
+
+class Ready:
+    """An awaitable that is output by its name: awaited before anything reads it."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+@pytest.mark.parametrize("item", [*READINGS, {"type": "error"}, ErrorNotice(), Ready()])
+def test_a_settled_class_never_makes_an_error_item_or_an_awaitable(item):
+    """Once `kind_of` has read a class, it is settled only if no instance is an error item."""
+    kind = kind_of(item)
+
+    assert not (id(type(item)) in _engine.SETTLED and (kind is ERROR or inspect.isawaitable(item)))
+
+
+@given(LOOK_ALIKES)
+def test_a_settled_look_alike_is_never_an_error_item(item):
+    """On look-alikes with any content (a `type` of "error" among them), settled means no error."""
+    kind = kind_of(item)
+
+    assert not (id(type(item)) in _engine.SETTLED and kind is ERROR)
+
+
+def test_the_sdk_responses_a_call_returns_are_settled():
+    """A chat completion and a chat chunk carry no name: a call returning one is not read."""
+    kind_of(openai_chunk({"content": "Hi"}))
+    kind_of(openai.types.chat.ChatCompletion.model_construct(object="chat.completion"))
+
+    assert {id(ChatCompletionChunk), id(openai.types.chat.ChatCompletion)} <= _engine.SETTLED
+
+
+@pytest.mark.parametrize("item", [{"type": "message"}, ValueError("x"), ErrorNotice(), Ready()])
+def test_mappings_errors_and_awaitables_are_never_settled(item):
+    """A mapping may name an error; an exception is one; an awaitable is awaited first."""
+    kind_of(item)
+
+    assert id(type(item)) not in _engine.SETTLED
+
+
+def test_a_class_that_is_gone_leaves_the_settled_classes():
+    """A class made on the fly takes its entry with it: its id may be reused by another class."""
+    made = type("Made", (), {"__slots__": ()})
+    kind_of(made())
+    key, settled_before = id(made), id(made) in _engine.SETTLED
+
+    del made
+    gc.collect()
+
+    assert (True, False) == (settled_before, key in _engine.SETTLED)

@@ -307,3 +307,20 @@ async def test_an_inner_call_after_the_outer_stream_committed_retries_itself() -
     items = [item async for item in Committed().chat_stream("hi")]
 
     assert (["first", "answer"], 1, 2) == (items, server.refreshes, server.requests)
+
+
+async def test_an_inner_call_on_another_flight_retries_itself() -> None:
+    """A call of another provider inside an outer call refreshes that provider and retries it."""
+    inner_server, outer_server = Server(1), Server(0)
+    inner = async_levels(inner_server, 1)
+
+    @refresh_on_401(refresh=outer_server.renew)
+    class Outer:
+        async def chat(self, prompt: str) -> str:
+            return await inner.chat(prompt)  # type: ignore[no-any-return]
+
+    assert ("answer", 1, 0) == (
+        await Outer().chat("hi"),
+        inner_server.refreshes,
+        outer_server.refreshes,
+    )

@@ -389,3 +389,33 @@ def test_a_refresh_after_an_assignment_refreshes_the_assigned_provider() -> None
     provider.__wrapped__ = Named("new", refused=True)
 
     assert ("new, renewed", ["new"]) == (provider.chat(), stales)
+
+
+class AsyncNamed(Named):
+    async def chat(self) -> str:  # type: ignore[override]
+        if self.refused:
+            raise Unauthorized
+        return self.name
+
+
+async def test_async_methods_follow_an_assigned_wrapped_provider() -> None:
+    """A coroutine method's quick attempt calls the provider assigned to `proxy.__wrapped__`."""
+    provider = refresh_on_401(AsyncNamed("old"), refresh=lambda stale: stale)
+
+    provider.__wrapped__ = AsyncNamed("new")
+
+    assert "new" == await provider.chat()
+
+
+async def test_an_async_refresh_after_an_assignment_refreshes_the_assigned_provider() -> None:
+    """A coroutine method's 401 after `proxy.__wrapped__ = other` refreshes `other`."""
+    stales: list[str] = []
+
+    def renew(stale: AsyncNamed) -> AsyncNamed:
+        stales.append(stale.name)
+        return AsyncNamed(f"{stale.name}, renewed")
+
+    provider = refresh_on_401(AsyncNamed("old"), refresh=renew)
+    provider.__wrapped__ = AsyncNamed("new", refused=True)
+
+    assert ("new, renewed", ["new"]) == (await provider.chat(), stales)

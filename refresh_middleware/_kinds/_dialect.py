@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 __all__ = [
     "DONE",
@@ -29,6 +29,7 @@ __all__ = [
     "NameRule",
     "Preset",
     "Shape",
+    "ShapeKind",
     "Verdict",
     "Watch",
     "carries",
@@ -84,8 +85,11 @@ class Inside(Protocol):
 Look = Callable[[Fields, Inside], ItemKind]
 # What a name says: a kind, or a closer look at the fields.
 Verdict = ItemKind | Look
+# What a shape may answer: never ERROR, which only a name (or an exception) says. The engine
+# relies on it to know, by class, the values that can never be an error item.
+ShapeKind = Literal[ItemKind.OUTPUT, ItemKind.METADATA, ItemKind.DONE]
 # A check for items that carry no name: a kind, or None when the item is not of its shape.
-Shape = Callable[[Fields, Inside], ItemKind | None]
+Shape = Callable[[Fields, Inside], ShapeKind | None]
 # What the words of a name that no dialect lists say, or None when they say nothing.
 NameRule = Callable[[list[str]], Verdict | None]
 

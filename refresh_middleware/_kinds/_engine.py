@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import re
+import types
 import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, WrapperDescriptorType
@@ -20,7 +21,7 @@ from typing import Any, Final, NamedTuple, cast
 from ._dialect import DONE, ERROR, METADATA, OUTPUT, Fields, Inside, ItemKind, Shape, Verdict
 from ._tables import TABLES
 
-__all__ = ["ends", "kind_of"]
+__all__ = ["SETTLED", "ends", "kind_of"]
 
 _DONE_NAMES: Final = TABLES.done
 _METADATA_NAMES: Final = TABLES.metadata
@@ -146,6 +147,9 @@ class _Plan(NamedTuple):
     """Read an instance's fields (for values inside an item)."""
     ends: Callable[[Any], bool]
     """Whether an instance ends a stream: `kind(item) is DONE`, without reading what cannot."""
+    errs: bool = True
+    """Whether an instance may be an error item. Only a name says ERROR (shapes never do): a
+    class that holds no name field, and whose own name says no error, never makes one."""
 
 
 # The plans of the classes met so far, one table per use: `kind_of` reads the first for every
@@ -161,6 +165,11 @@ _READERS: dict[int, Callable[[Any], Fields]] = {}
 _ENDERS: dict[int, Callable[[Any], bool]] = {}
 _WATCHED: dict[int, weakref.ref[type]] = {}
 
+SETTLED: Final[set[int]] = {id(str)}  # `kind_of` answers text without a plan
+"""The ids of the classes met so far whose instances are settled results of a call: never an
+error item, and nothing to await. A call that returns one is done without reading it (the call
+drivers look here first, and ask `kind_of` only of other values)."""
+
 
 def _plan_of(cls: type) -> _Plan:
     """The plan of `cls`, worked out and remembered while `cls` lives."""
@@ -170,12 +179,20 @@ def _plan_of(cls: type) -> _Plan:
     _CLASSIFIERS[key] = plan.kind
     _READERS[key] = plan.read
     _ENDERS[key] = plan.ends
+    if not plan.errs and not _awaitable(cls):
+        SETTLED.add(key)
     return plan
 
 
 def _forget_plan(key: int, _gone: object) -> None:
     for table in (_CLASSIFIERS, _READERS, _ENDERS, _WATCHED):
         table.pop(key, None)
+    SETTLED.discard(key)
+
+
+def _awaitable(cls: type) -> bool:
+    """Whether instances of `cls` may be awaitable (a generator may be a legacy coroutine)."""
+    return hasattr(cls, "__await__") or issubclass(cls, types.GeneratorType)
 
 
 def _fields_of(value: object) -> Fields:
@@ -185,7 +202,7 @@ def _fields_of(value: object) -> Fields:
 
 def _new_plan(cls: type[object]) -> _Plan:
     if issubclass(cls, str | bytes | bytearray):
-        return _Plan(_always(OUTPUT), _no_fields, _never)  # text is output, even "done"
+        return _Plan(_always(OUTPUT), _no_fields, _never, errs=False)  # text is output, even "done"
     if issubclass(cls, BaseException):
         return _Plan(_always(ERROR), _no_fields, _never)
     if issubclass(cls, Mapping):
@@ -203,12 +220,14 @@ def _new_plan(cls: type[object]) -> _Plan:
         shapes = tuple(shape for field, shape in _SHAPES.items() if field in declared)
     if isinstance(by_name, ItemKind) and (read is _no_fields or not (names or shapes)):
         # Instances cannot say otherwise than their class.
-        return _Plan(_always(by_name), read, _ends_by(_always(by_name)))
+        return _Plan(_always(by_name), read, _ends_by(_always(by_name)), by_name is ERROR)
     kind = _classifier(read, names, shapes, by_name)
     may_end = bool(names) or (by_name is not OUTPUT and by_name is not METADATA)
     if not may_end and declared is not None:
         may_end = any(field not in _NEVER_DONE for field in _SHAPES if field in declared)
-    return _Plan(kind, read, _ends_by(kind) if may_end else _never)
+    # A look at the fields (a callable verdict) may find an error item inside.
+    errs = bool(names) or not isinstance(by_name, ItemKind) or by_name is ERROR
+    return _Plan(kind, read, _ends_by(kind) if may_end else _never, errs)
 
 
 def _always(kind: ItemKind) -> Callable[[Any], ItemKind]:

@@ -17,8 +17,8 @@ from refresh_middleware._kinds._dialect import (
     Dialect,
     Fields,
     Inside,
-    ItemKind,
     Preset,
+    ShapeKind,
     carries,
 )
 
@@ -28,7 +28,7 @@ _QUIET_PART_FIELDS: Final = frozenset({"thought", "thought_signature", "thoughtS
 _REPORTS: Final = ("usage_metadata", "usageMetadata", "prompt_feedback", "promptFeedback")
 
 
-def _candidates_kind(fields: Fields, inside: Inside) -> ItemKind | None:
+def _candidates_kind(fields: Fields, inside: Inside) -> ShapeKind | None:
     """A response chunk: OUTPUT with output in a part, DONE when all finished, or METADATA.
 
     DONE needs every candidate to have a finish reason and no part to carry output; a chunk

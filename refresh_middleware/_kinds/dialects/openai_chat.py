@@ -18,6 +18,7 @@ from refresh_middleware._kinds._dialect import (
     Fields,
     Inside,
     ItemKind,
+    ShapeKind,
     carries,
 )
 
@@ -36,7 +37,7 @@ _DELTA_OUTPUT: Final = (
 )
 
 
-def _chunk_kind(fields: Fields, inside: Inside) -> ItemKind | None:
+def _chunk_kind(fields: Fields, inside: Inside) -> ShapeKind | None:
     """A chat chunk: OUTPUT when a choice's delta carries output, METADATA otherwise."""
     if fields.get("object") != _CHUNK:
         return None
