@@ -120,7 +120,13 @@ def awaiting_method(function: Callable[..., Any], site: Callable[[Any], Site]) -
                 provider = holder
             if provider is holder or provider is wrapped_of(holder):
                 try:
-                    value: object = await method.invoke(provider, args, kwargs)
+                    # `Method.invoke`, its two commonest ways written out: a call less.
+                    if method.original is not None:
+                        value: object = await method.original(provider, *args, **kwargs)
+                    elif method.attribute is not None:
+                        value = await getattr(provider, method.attribute)(*args, **kwargs)
+                    else:
+                        value = await method.invoke(provider, args, kwargs)
                 except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
                     # Handed over as an attempt that raises it again when the engine awaits it.
                     first = FirstAttempt(Current(current.generation, provider), _raise(error))

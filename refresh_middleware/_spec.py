@@ -361,6 +361,9 @@ class Method:
     """For a proxy of a derived client (`client.with_options(...)`): makes that client from
     the provider the flight holds now, on which `path` is then looked up."""
     path: tuple[str, ...] = dataclasses.field(init=False)
+    attribute: str | None = dataclasses.field(init=False)
+    """The name of the original on the provider itself, when it is one (instance mode, not
+    dotted, not derived): the commonest way, looked up without walking the path."""
     quick: bool = dataclasses.field(init=False)
     """Whether a call can take the quick way (`_calls.awaiting_method`): no refresh ahead of
     expiry to check first, and the default `kind_of`, which knows by class which values are
@@ -368,6 +371,8 @@ class Method:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", tuple(self.name.split(".")))
+        undotted = self.original is None and self.derive is None and "." not in self.name
+        object.__setattr__(self, "attribute", self.name if undotted else None)
         quick = self.options.expires_at is None and self.options.kind_of is kind_of
         object.__setattr__(self, "quick", quick)
 
@@ -380,6 +385,8 @@ class Method:
         """Call the original method of `provider`."""
         if self.original is not None:
             return self.original(provider, *args, **kwargs)
+        if self.attribute is not None:
+            return getattr(provider, self.attribute)(*args, **kwargs)
         target: Any = provider if self.derive is None else self.derive(provider)
         for part in self.path:
             target = getattr(target, part)
