@@ -94,6 +94,22 @@ async def openai_streaming_response(client):
         return (await response.parse()).choices[0].message.content
 
 
+async def openai_streaming_response_stream(client):
+    """The Agents SDK's way: the stream is what the raw response's parse() returns."""
+    create = client.responses.with_streaming_response.create
+    async with create(model="m", input="hi", stream=True) as response:
+        return deltas_text([event async for event in await response.parse()])
+
+
+async def openai_raw_stream(client):
+    raw = await client.with_raw_response.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True
+    )
+    stream = raw.parse()
+    async with stream:
+        return chunks_text([chunk async for chunk in stream])
+
+
 async def anthropic_call(client):
     return (await client.messages.create(**ASK)).content[0].text
 
@@ -149,6 +165,13 @@ ASYNC_DOORS = [
     Door("openai", "with_options", openai_with_options),
     Door("openai", "with_raw_response", openai_raw),
     Door("openai", "with_streaming_response", openai_streaming_response),
+    Door(
+        "openai",
+        "responses.with_streaming_response(stream=True) parse",
+        openai_streaming_response_stream,
+        "responses",
+    ),
+    Door("openai", "with_raw_response(stream=True) parse", openai_raw_stream, "openai"),
     Door("anthropic", "messages.create", anthropic_call),
     Door("anthropic", "messages.stream text_stream", anthropic_text_stream, "anthropic"),
     Door("anthropic", "messages.stream get_final_text", anthropic_final_text, "anthropic"),
@@ -266,6 +289,20 @@ def sync_openai_streaming_response(client):
         return response.parse().choices[0].message.content
 
 
+def sync_openai_streaming_response_stream(client):
+    create = client.responses.with_streaming_response.create
+    with create(model="m", input="hi", stream=True) as response:
+        return deltas_text(list(response.parse()))
+
+
+def sync_openai_raw_stream(client):
+    raw = client.with_raw_response.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True
+    )
+    with raw.parse() as stream:
+        return chunks_text(list(stream))
+
+
 def sync_anthropic_text_stream(client):
     """The anthropic README's example."""
     with client.messages.stream(**ASK) as stream:
@@ -312,6 +349,13 @@ SYNC_DOORS = [
     Door("openai", "with_options", sync_openai_with_options),
     Door("openai", "with_raw_response", sync_openai_raw),
     Door("openai", "with_streaming_response", sync_openai_streaming_response),
+    Door(
+        "openai",
+        "responses.with_streaming_response(stream=True) parse",
+        sync_openai_streaming_response_stream,
+        "responses",
+    ),
+    Door("openai", "with_raw_response(stream=True) parse", sync_openai_raw_stream, "openai"),
     Door("anthropic", "messages.create", sync_anthropic_call),
     Door("anthropic", "messages.stream text_stream", sync_anthropic_text_stream, "anthropic"),
     Door(
