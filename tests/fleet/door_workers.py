@@ -20,6 +20,8 @@ import trio
 
 from refresh_middleware.shared import FileStore, OAuth2RefreshGrant, SharedCredential
 
+from .workers import Report
+
 KEY = "loopback/door-account"
 BARRIER_SECONDS = 120.0
 CHAT_TIMEOUT = 60.0
@@ -35,17 +37,6 @@ class Plan:
     openai_base_url: str
     tasks: int
     rounds: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """What a worker sends back: at start-up ("ready"), then once per round."""
-
-    kind: str
-    pid: int
-    ok: int = 0
-    failed: int = 0
-    errors: str = ""
 
 
 def run(plan: Plan, barrier: Any, results: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import time
 from collections import Counter
 from typing import Any
 
@@ -226,3 +227,38 @@ async def held(store: Any, key: str):
             yield session
         finally:
             await session.unlock(lease)
+
+
+PROCESS_WAIT = 120.0
+"""How long the tests of real processes wait for a barrier or a report."""
+
+
+def collect(results: Any, count: int) -> list[Any]:
+    """The next `count` reports of the worker processes."""
+    return [results.get(timeout=PROCESS_WAIT) for _ in range(count)]
+
+
+def expiry_rounds(
+    server: Any, barrier: Any, results: Any, processes: int, rounds: int
+) -> list[Any]:
+    """Expire the token `rounds` times, each time releasing the workers for one round.
+
+    Per round: (refresh grants, ok calls, failed calls, seconds, the distinct errors).
+    """
+    figures = []
+    for _ in range(rounds):
+        before = server.oauth.stats.refresh_grants
+        server.expire_all()
+        started = time.monotonic()
+        barrier.wait(PROCESS_WAIT)
+        reports = collect(results, processes)
+        figures.append(
+            (
+                server.oauth.stats.refresh_grants - before,
+                sum(report.ok for report in reports),
+                sum(report.failed for report in reports),
+                round(time.monotonic() - started, 2),
+                sorted({report.errors for report in reports} - {""}),
+            )
+        )
+    return figures

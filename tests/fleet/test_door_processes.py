@@ -18,11 +18,11 @@ from refresh_middleware.shared import Credential, FileStore, OAuth2RefreshGrant,
 from refresh_middleware.testing import run_loopback_server_in_thread
 
 from . import door_workers
+from .helpers import collect, expiry_rounds
 
 PROCESSES = 4
 TASKS = 10
 EXPIRIES = 2
-WAIT = 120.0
 
 
 def sign_in(server) -> Credential:
@@ -61,10 +61,6 @@ def door_fleet(plan: door_workers.Plan):
         results.join_thread()
 
 
-def collect(results, count):
-    return [results.get(timeout=WAIT) for _ in range(count)]
-
-
 def test_four_processes_through_httpx_auth_make_one_grant_per_expiry(tmp_path):
     """4 processes x 10 tasks via httpx_auth() on a FileStore, 2 expiries: 1 grant each, 0 reuse."""
     directory = str(tmp_path / "credentials")
@@ -80,22 +76,7 @@ def test_four_processes_through_httpx_auth_make_one_grant_per_expiry(tmp_path):
         )
         with door_fleet(plan) as (barrier, results):
             collect(results, PROCESSES)
-            rounds = []
-            for _ in range(EXPIRIES):
-                before = server.oauth.stats.refresh_grants
-                server.expire_all()
-                started = time.monotonic()
-                barrier.wait(WAIT)
-                reports = collect(results, PROCESSES)
-                rounds.append(
-                    (
-                        server.oauth.stats.refresh_grants - before,
-                        sum(report.ok for report in reports),
-                        sum(report.failed for report in reports),
-                        round(time.monotonic() - started, 2),
-                        sorted({report.errors for report in reports} - {""}),
-                    )
-                )
+            rounds = expiry_rounds(server, barrier, results, PROCESSES, EXPIRIES)
         reuse = server.oauth.stats.reuse_detections
     print(  # noqa: T201 - the figures of the issue, shown with -s
         f"\nhttpx_auth() fleet: per expiry (grants, ok calls, failed calls, seconds, errors): "

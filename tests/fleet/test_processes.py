@@ -19,13 +19,13 @@ import pytest
 from refresh_middleware.testing import run_loopback_server_in_thread
 
 from . import workers
-from .helpers import TOPOLOGIES, URL_FIXTURES
+from .helpers import PROCESS_WAIT, TOPOLOGIES, URL_FIXTURES, collect, expiry_rounds
 from .proxy import link_proxy
 
 PROCESSES = 8
 TASKS = 20
 ROUNDS = 3
-WAIT = 120.0
+WAIT = PROCESS_WAIT
 SLOW_LINK = 0.25
 """Seconds a slow link adds to each direction."""
 
@@ -78,10 +78,6 @@ def where_for(kind, tmp_path, request):
     return request.getfixturevalue(URL_FIXTURES[kind])
 
 
-def collect(results, count):
-    return [results.get(timeout=WAIT) for _ in range(count)]
-
-
 KINDS = ["file", "postgres", *TOPOLOGIES]
 """Every store the fleet runs on: a directory, PostgreSQL, and each kind of Redis."""
 
@@ -101,22 +97,7 @@ def test_eight_processes_share_one_grant_per_expiry(kind, tmp_path, request):
         barrier.wait(WAIT)  # the start-up race
         collect(results, PROCESSES)
         startup = server.oauth.stats.code_grants
-        rounds = []
-        for _ in range(ROUNDS):
-            before = server.oauth.stats.refresh_grants
-            server.expire_all()
-            started = time.monotonic()
-            barrier.wait(WAIT)
-            reports = collect(results, PROCESSES)
-            rounds.append(
-                (
-                    server.oauth.stats.refresh_grants - before,
-                    sum(report.ok for report in reports),
-                    sum(report.failed for report in reports),
-                    round(time.monotonic() - started, 2),
-                    sorted({report.errors for report in reports} - {""}),
-                )
-            )
+        rounds = expiry_rounds(server, barrier, results, PROCESSES, ROUNDS)
         reuse = server.oauth.stats.reuse_detections
     print(  # noqa: T201 - the figures of the issue, shown with -s
         f"\n{kind}: start-up grants {startup}; per round (grants, ok calls, failed calls, "
