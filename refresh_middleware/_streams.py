@@ -231,7 +231,8 @@ class RawResponseView(wrapt.ObjectProxy[Any]):
     retried there); an auth error event in the body is retried as in any stream: the request is
     sent again (`Call.reparse` reads the new response the same way) and the consumer reads on
     from the new attempt. Everything else is the raw response's: its headers, `request_id`,
-    `close()`.
+    `close()`, which closes the gated stream too: after a retry, the stream read is another
+    response's, which the first one's close (its manager's exit) would not reach.
     """
 
     __slots__ = ("_self_call", "_self_current", "_self_parsed")
@@ -244,6 +245,8 @@ class RawResponseView(wrapt.ObjectProxy[Any]):
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self.__wrapped__, name)
+        if name == "close":
+            return self._closing(found)
         if name not in self._self_call.method.options.parses:
             return found
 
@@ -258,6 +261,35 @@ class RawResponseView(wrapt.ObjectProxy[Any]):
             return self._gated(parsed, reparse)
 
         return parse
+
+    def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
+        # Found through `__getattr__`, like the raw response's other attributes, so a raw
+        # response without `close()` still has none.
+        @functools.wraps(close)
+        def closing(*args: Any, **kwargs: Any) -> Any:
+            closed = close(*args, **kwargs)
+            if inspect.isawaitable(closed):
+                return self._close_async(closed)
+            view = self._view()
+            # A sync close with an async stream (openai's legacy raw response of an async
+            # client) cannot await it: that stream is closed when its consumer leaves it.
+            if isinstance(view, SyncStreamView):
+                view.close()
+            return closed
+
+        return closing
+
+    async def _close_async(self, closed: Awaitable[Any]) -> Any:
+        result = await closed
+        view = self._view()
+        if isinstance(view, AsyncStreamView):
+            await view.aclose()
+        return result
+
+    def _view(self) -> object:
+        """The gated stream parsed from this response, if any."""
+        parsed = self._self_parsed
+        return None if parsed is None else parsed[1]
 
     async def _awaited(self, parsed: Awaitable[Any], reparse: Callable[[Any], Any]) -> Any:
         return self._gated(await parsed, reparse)

@@ -41,6 +41,7 @@ class SyncItems:
 
     def __init__(self, items: list[Any]) -> None:
         self.items = items
+        self.closed = False
 
     def __iter__(self) -> SyncItems:
         return self
@@ -51,7 +52,7 @@ class SyncItems:
         return self.items.pop(0)
 
     def close(self) -> None:
-        self.items = []
+        self.closed = True
 
 
 def body(key: int) -> list[Any]:
@@ -63,15 +64,22 @@ class AsyncRaw:
     def __init__(self, key: int) -> None:
         self.key = key
         self.request_id = f"req-{key}"
+        self.parsed: AsyncItems | None = None
+        self.closed = False
 
     async def parse(self) -> AsyncItems:
-        return AsyncItems(body(self.key))
+        self.parsed = AsyncItems(body(self.key))
+        return self.parsed
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 class SyncRaw:
-    def __init__(self, key: int, parsed: object = None) -> None:
+    def __init__(self, key: int) -> None:
         self.key = key
-        self.parsed = parsed
+        self.parsed: SyncItems | None = None
+        self.closed = False
 
     def parse(self, *, to: object = None) -> Any:
         if to is not None:
@@ -80,18 +88,23 @@ class SyncRaw:
             self.parsed = SyncItems(body(self.key))
         return self.parsed
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class AsyncResponses:
     def __init__(self, client: AsyncOpenAI) -> None:
         self.client = client
 
     async def create(self, *, stream: bool = True) -> Any:
-        self.client.sent.append(self.client.key)
-        return AsyncRaw(self.client.key) if stream else "a value"
+        if not stream:
+            return "a value"
+        self.client.sent.append(AsyncRaw(self.client.key))
+        return self.client.sent[-1]
 
 
 class AsyncOpenAI:
-    def __init__(self, key: int, sent: list[int]) -> None:
+    def __init__(self, key: int, sent: list[AsyncRaw]) -> None:
         self.key, self.sent = key, sent
         self.responses = AsyncResponses(self)
 
@@ -101,12 +114,12 @@ class SyncResponses:
         self.client = client
 
     def create(self) -> SyncRaw:
-        self.client.sent.append(self.client.key)
-        return SyncRaw(self.client.key)
+        self.client.sent.append(SyncRaw(self.client.key))
+        return self.client.sent[-1]
 
 
 class OpenAI:
-    def __init__(self, key: int, sent: list[int]) -> None:
+    def __init__(self, key: int, sent: list[SyncRaw]) -> None:
         self.key, self.sent = key, sent
         self.responses = SyncResponses(self)
 
@@ -114,8 +127,9 @@ class OpenAI:
 AsyncOpenAI.__module__ = OpenAI.__module__ = "openai._client"
 
 
-def async_client() -> tuple[Any, list[int]]:
-    sent: list[int] = []
+def async_client() -> tuple[Any, list[AsyncRaw]]:
+    """A wrapped async client on an expired key, and the raw responses it answered, in order."""
+    sent: list[AsyncRaw] = []
 
     async def renew(stale: AsyncOpenAI) -> AsyncOpenAI:
         return AsyncOpenAI(stale.key + 1, sent)
@@ -123,8 +137,9 @@ def async_client() -> tuple[Any, list[int]]:
     return refresh_on_401(AsyncOpenAI(0, sent), refresh=renew), sent
 
 
-def sync_client(key: int = 0) -> tuple[Any, list[int]]:
-    sent: list[int] = []
+def sync_client(key: int = 0) -> tuple[Any, list[SyncRaw]]:
+    """A wrapped sync client on `key` (0 is expired), and the raw responses it answered."""
+    sent: list[SyncRaw] = []
     return refresh_on_401(OpenAI(key, sent), refresh=lambda s: OpenAI(s.key + 1, sent)), sent
 
 
@@ -137,7 +152,8 @@ async def test_an_async_parse_stream_retries_an_auth_error_event_before_text() -
     client, sent = async_client()
     raw = await client.responses.create()
     items = [item async for item in await raw.parse()]
-    assert ([text("a"), text("b")], [0, 1], "req-0") == (items, sent, raw.request_id)
+    keys = [each.key for each in sent]
+    assert ([text("a"), text("b")], [0, 1], "req-0") == (items, keys, raw.request_id)
 
 
 async def test_a_value_with_no_parse_method_is_returned_as_it_is() -> None:
@@ -150,7 +166,7 @@ def test_a_sync_parse_stream_retries_an_auth_error_event_before_text() -> None:
     """A sync `parse()` stream: an auth error event before text resends, text once."""
     client, sent = sync_client()
     items = list(client.responses.create().parse())
-    assert ([text("a"), text("b")], [0, 1]) == (items, sent)
+    assert ([text("a"), text("b")], [0, 1]) == (items, [each.key for each in sent])
 
 
 def test_parse_again_gives_the_same_gated_stream() -> None:
@@ -173,3 +189,37 @@ def test_a_second_stream_parsed_from_one_response_is_not_gated_again() -> None:
     raw.parse()
     other = SyncItems([])
     assert other is raw.parse(to=other)
+
+
+def test_closing_a_sync_raw_response_closes_the_stream_a_retry_opened() -> None:
+    """Closing the raw response (its manager's exit) closes the retried stream, half read."""
+    client, sent = sync_client()
+    raw = client.responses.create()
+    first = next(raw.parse())
+    raw.close()
+    retried = sent[1].parsed
+    assert (text("a"), True, True) == (first, raw.closed, retried is not None and retried.closed)
+
+
+def test_closing_a_sync_raw_response_never_parsed_closes_it() -> None:
+    """A raw response closed before its body was parsed is closed as it is."""
+    client, sent = sync_client()
+    client.responses.create().close()
+    assert ([0], True) == ([each.key for each in sent], sent[0].closed)
+
+
+async def test_closing_an_async_raw_response_closes_the_stream_a_retry_opened() -> None:
+    """An async raw response's `await close()` closes the retried stream too, half read."""
+    client, sent = async_client()
+    raw = await client.responses.create()
+    first = await (await raw.parse()).__anext__()
+    await raw.close()
+    retried = sent[1].parsed
+    assert (text("a"), True, True) == (first, raw.closed, retried is not None and retried.closed)
+
+
+async def test_closing_an_async_raw_response_never_parsed_closes_it() -> None:
+    """An async raw response closed before its body was parsed is closed as it is."""
+    client, sent = async_client()
+    await (await client.responses.create()).close()
+    assert ([0], True) == ([each.key for each in sent], sent[0].closed)
