@@ -5,7 +5,8 @@ method, a stream, a helper of a stream, what `with_options`, `with_raw_response`
 `with_streaming_response`, `chats.create` or entering hands out) is driven by twenty callers
 on an expired token (trio tasks for the async clients, threads for the sync ones): one token
 fetch, one refresh, every text exactly once. Each stream door also retries an auth error
-event sent before any text.
+event sent before any text; in a raw response's `parse()` stream, one sent after text is
+not retried.
 """
 
 from __future__ import annotations
