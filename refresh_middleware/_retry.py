@@ -135,13 +135,23 @@ class Call:
 
     `holder` is where the provider lives: the proxy (instance mode), or the instance itself
     (class mode, where the flight's value is None and the instance is refreshed in place).
-    `opened` and `view` belong to the stream drivers (`_streams`): the stream attempt open now
-    and the view that shows it. They live here so that a call is one object; this module never
-    reads them. The gate is built when first asked for: a call that meets no 401 and returns
-    no error value never needs one.
+    `opened`, `view` and `reparse` belong to the stream drivers (`_streams`): the stream attempt
+    open now, the view that shows it, and how a raw response's body was read as a stream. They
+    live here so that a call is one object; this module never reads them. The gate is built
+    when first asked for: a call that meets no 401 and returns no error value never needs one.
     """
 
-    __slots__ = ("_gate", "args", "flight", "holder", "kwargs", "method", "opened", "view")
+    __slots__ = (
+        "_gate",
+        "args",
+        "flight",
+        "holder",
+        "kwargs",
+        "method",
+        "opened",
+        "reparse",
+        "view",
+    )
 
     def __init__(
         self,
@@ -159,6 +169,7 @@ class Call:
         self._gate: StreamGate | None = None
         self.opened: Any = None
         self.view: Any = None
+        self.reparse: Any = None
 
     @property
     def gate(self) -> StreamGate:

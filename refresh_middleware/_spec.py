@@ -189,6 +189,8 @@ class Options:
     """From a preset: methods that return the provider seen another way (`with_options`)."""
     helpers: Mapping[str, str] = dataclasses.field(default_factory=dict[str, str])
     """From a preset: stream helpers that read the stream, run with the gated view as self."""
+    parses: tuple[str, ...] = ()
+    """From a preset: methods of a raw response that read its body, a stream read gated."""
 
     @classmethod
     def from_params(cls, refresh: object, params: Mapping[str, object]) -> Options:
@@ -223,7 +225,8 @@ class Options:
         """These options with the preset of `provider`'s class, if any, where none were given.
 
         `calls=`, `streams=` and `hands_out=` given by the user each replace the preset's
-        names; what the preset says of derived clients and stream helpers always applies.
+        names; what the preset says of derived clients, stream helpers and raw responses always
+        applies.
         """
         found: Preset | None = preset_for(type(provider))
         if found is None:
@@ -236,6 +239,7 @@ class Options:
             hands_out=self.hands_out if "hands_out" in given else found.hands_out,
             derives=found.derives,
             helpers=found.helpers,
+            parses=found.parses,
         )
 
     def __post_init__(self) -> None:
@@ -269,7 +273,7 @@ class Options:
         return is_async_callable(self.refresh)
 
 
-_NOT_KEYWORDS = frozenset({"refresh", "typed", "derives", "helpers"})
+_NOT_KEYWORDS = frozenset({"refresh", "typed", "derives", "helpers", "parses"})
 """Fields of `Options` that are not keyword options of `refresh_on_401`."""
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "AsyncStreamView",
     "Attempt",
     "PendingStream",
+    "RawResponseView",
     "RefusedStream",
     "SyncPendingStream",
     "SyncStreamView",
@@ -126,6 +127,7 @@ async def adopt_async(call: Call, current: Current[Any], returned: Any) -> Any:
     `request_stream()`); anything else is a value, returned as it is. The retry engine calls
     this (`open_async(..., adopt=adopt_async)`); `OPENED` tells it a stream attempt is open.
     """
+    reparse = call.reparse
     while True:
         if hasattr(returned, "__aiter__"):
             return adopted(call, _async_attempt(current, returned, None))
@@ -133,7 +135,11 @@ async def adopt_async(call: Call, current: Current[Any], returned: Any) -> Any:
             stream = await returned.__aenter__()
             return adopted(call, _async_attempt(current, stream, returned))
         if not inspect.isawaitable(returned):
-            return returned
+            if reparse is None:
+                return raw_response_view(call, current, returned)
+            # A retry of a raw response's stream: the new response is read as the first was.
+            returned, reparse = reparse(returned), None
+            continue
         returned = await returned
 
 
@@ -182,6 +188,9 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
     A sync manager (`responses.stream()`, `messages.stream()` of a sync client) is entered
     here, in the consumer's `with` (`SyncPendingStream`); leaving it closes its stream.
     """
+    if call.reparse is not None:
+        # A retry of a raw response's stream: the new response is read as the first was.
+        returned = call.reparse(returned)
     if _is_sync_manager(returned):
         manager, returned = returned, returned.__enter__()
 
@@ -193,7 +202,7 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
 
         return adopted(call, Attempt(current.generation, current.value, returned, returned, leave))
     if not hasattr(returned, "__next__"):
-        return returned
+        return raw_response_view(call, current, returned)
     close = getattr(returned, "close", None)
 
     def closer(_: BaseException | None) -> None:
@@ -201,6 +210,110 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
             close()
 
     return adopted(call, Attempt(current.generation, current.value, returned, returned, closer))
+
+
+def raw_response_view(call: Call, current: Current[Any], value: object) -> Any:
+    """`value` itself, or, if it is a raw response the preset reads (`parses`), its view."""
+    parses = call.method.options.parses
+    if parses and any(
+        isinstance(inspect.getattr_static(type(value), name, None), types.FunctionType)
+        for name in parses
+    ):
+        return RawResponseView(call, current, value)
+    return value
+
+
+class RawResponseView(wrapt.ObjectProxy[Any]):
+    """A raw response (`with_streaming_response`'s) whose body, when a stream, is read gated.
+
+    The body is read by a method the preset names (openai's `parse()`); a stream it returns is
+    given as the gated view. The request went through the gate already (a 401 status was
+    retried there); an auth error event in the body is retried as in any stream: the request is
+    sent again (`Call.reparse` reads the new response the same way) and the consumer reads on
+    from the new attempt. Everything else is the raw response's: its headers, `request_id`,
+    `close()`, which closes the gated stream too: after a retry, the stream read is another
+    response's, which the first one's close (its manager's exit) would not reach.
+    """
+
+    __slots__ = ("_self_call", "_self_current", "_self_parsed")
+
+    def __init__(self, call: Call, current: Current[Any], raw: object) -> None:
+        super().__init__(raw)
+        self._self_call = call
+        self._self_current = current
+        self._self_parsed: tuple[object, object] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.__wrapped__, name)
+        if name == "close":
+            return self._closing(found)
+        if name not in self._self_call.method.options.parses:
+            return found
+
+        @functools.wraps(found)
+        def parse(*args: Any, **kwargs: Any) -> Any:
+            def reparse(raw: Any) -> Any:
+                return getattr(raw, name)(*args, **kwargs)
+
+            parsed = found(*args, **kwargs)
+            if inspect.isawaitable(parsed):
+                return self._awaited(parsed, reparse)
+            return self._gated(parsed, reparse)
+
+        return parse
+
+    def _closing(self, close: Callable[..., Any]) -> Callable[..., Any]:
+        # Found through `__getattr__`, like the raw response's other attributes, so a raw
+        # response without `close()` still has none.
+        @functools.wraps(close)
+        def closing(*args: Any, **kwargs: Any) -> Any:
+            closed = close(*args, **kwargs)
+            if inspect.isawaitable(closed):
+                return self._close_async(closed)
+            view = self._view()
+            # A sync close with an async stream (openai's legacy raw response of an async
+            # client) cannot await it: that stream is closed when its consumer leaves it.
+            if isinstance(view, SyncStreamView):
+                view.close()
+            return closed
+
+        return closing
+
+    async def _close_async(self, closed: Awaitable[Any]) -> Any:
+        result = await closed
+        view = self._view()
+        if isinstance(view, AsyncStreamView):
+            await view.aclose()
+        return result
+
+    def _view(self) -> object:
+        """The gated stream parsed from this response, if any."""
+        parsed = self._self_parsed
+        return None if parsed is None else parsed[1]
+
+    async def _awaited(self, parsed: Awaitable[Any], reparse: Callable[[Any], Any]) -> Any:
+        return self._gated(await parsed, reparse)
+
+    def _gated(self, parsed: object, reparse: Callable[[Any], Any]) -> Any:
+        """The view of `parsed` if it is a stream (the same view when parsed again)."""
+        last = self._self_parsed
+        if last is not None and last[0] is parsed:
+            return last[1]
+        call, current = self._self_call, self._self_current
+        if last is not None:  # a call has one gated stream: the first one parsed
+            return parsed
+        if hasattr(parsed, "__aiter__"):
+            adopted(call, _async_attempt(current, parsed, None))
+            view: object = AsyncStreamView(call)
+        elif hasattr(parsed, "__next__"):
+            adopt_sync(call, current, parsed)
+            view = SyncStreamView(call)
+        else:
+            return parsed
+        # Set after adopting: from now on, an attempt's raw response is read this way.
+        call.reparse = reparse
+        self._self_parsed = (parsed, view)
+        return view
 
 
 def _is_sync_manager(value: object) -> bool:

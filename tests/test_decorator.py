@@ -56,7 +56,7 @@ def test_the_typed_options_are_the_options_there_are() -> None:
     from refresh_middleware._spec import Options, RefreshOptions
 
     # The positional refresh; which name options were given; what only a preset sets.
-    internal = ("refresh", "typed", "derives", "helpers")
+    internal = ("refresh", "typed", "derives", "helpers", "parses")
     fields = [field.name for field in dataclasses.fields(Options) if field.name not in internal]
 
     assert fields == list(RefreshOptions.__annotations__)

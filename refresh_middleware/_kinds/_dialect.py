@@ -139,6 +139,10 @@ class Preset(NamedTuple):
     """Helpers of the SDK's stream objects that read the stream themselves, and the stream
     class's function to run with the gated view as `self` (`until_done`, or anthropic's
     `text_stream`, an attribute made by `__stream_text__`)."""
+    parses: tuple[str, ...] = ()
+    """Methods of the raw responses a hand-out returns (`with_streaming_response`'s `parse`)
+    that read the body, a stream when the request streams: that stream is read through the
+    gate, and a retry sends the request again and reads the new response the same way."""
 
 
 class Dialect(NamedTuple):

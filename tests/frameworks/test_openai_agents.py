@@ -203,10 +203,6 @@ def test_runner_run_streamed_on_the_default_client_herd(threaded, default_client
     assert expected() == outcome(threaded, default_client[0], texts)
 
 
-@pytest.mark.xfail(
-    reason="with_streaming_response hands out the raw response: its parse() stream is not gated",
-    strict=True,
-)
 def test_runner_run_streamed_on_the_default_client_401_event_before_text(threaded, default_client):
     """run_streamed on the wrapped default client: an auth error event before text is retried."""
 

@@ -5,7 +5,8 @@ method, a stream, a helper of a stream, what `with_options`, `with_raw_response`
 `with_streaming_response`, `chats.create` or entering hands out) is driven by twenty callers
 on an expired token (trio tasks for the async clients, threads for the sync ones): one token
 fetch, one refresh, every text exactly once. Each stream door also retries an auth error
-event sent before any text.
+event sent before any text; in a raw response's `parse()` stream, one sent after text is
+not retried.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def chunks_text(chunks):
 
 def deltas_text(events):
     return "".join(event.delta for event in events if event.type == "response.output_text.delta")
+
+
+def anthropic_events_text(events):
+    return "".join(event.delta.text for event in events if event.type == "content_block_delta")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,6 +99,22 @@ async def openai_streaming_response(client):
         return (await response.parse()).choices[0].message.content
 
 
+async def openai_streaming_response_stream(client):
+    """The Agents SDK's way: the stream is what the raw response's parse() returns."""
+    create = client.responses.with_streaming_response.create
+    async with create(model="m", input="hi", stream=True) as response:
+        return deltas_text([event async for event in await response.parse()])
+
+
+async def openai_raw_stream(client):
+    raw = await client.with_raw_response.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True
+    )
+    stream = raw.parse()
+    async with stream:
+        return chunks_text([chunk async for chunk in stream])
+
+
 async def anthropic_call(client):
     return (await client.messages.create(**ASK)).content[0].text
 
@@ -120,6 +141,20 @@ async def anthropic_raw(client):
 async def anthropic_streaming_response(client):
     async with client.with_streaming_response.messages.create(**ASK) as response:
         return (await response.parse()).content[0].text
+
+
+async def anthropic_streaming_response_stream(client):
+    """The stream is what the raw response's parse() returns."""
+    create = client.messages.with_streaming_response.create
+    async with create(**ASK, stream=True) as response:
+        return anthropic_events_text([event async for event in await response.parse()])
+
+
+async def anthropic_raw_stream(client):
+    raw = await client.messages.with_raw_response.create(**ASK, stream=True)
+    stream = await raw.parse()
+    async with stream:
+        return anthropic_events_text([event async for event in stream])
 
 
 async def genai_call(client):
@@ -149,12 +184,26 @@ ASYNC_DOORS = [
     Door("openai", "with_options", openai_with_options),
     Door("openai", "with_raw_response", openai_raw),
     Door("openai", "with_streaming_response", openai_streaming_response),
+    Door(
+        "openai",
+        "responses.with_streaming_response(stream=True) parse",
+        openai_streaming_response_stream,
+        "responses",
+    ),
+    Door("openai", "with_raw_response(stream=True) parse", openai_raw_stream, "openai"),
     Door("anthropic", "messages.create", anthropic_call),
     Door("anthropic", "messages.stream text_stream", anthropic_text_stream, "anthropic"),
     Door("anthropic", "messages.stream get_final_text", anthropic_final_text, "anthropic"),
     Door("anthropic", "with_options", anthropic_with_options),
     Door("anthropic", "with_raw_response", anthropic_raw),
     Door("anthropic", "with_streaming_response", anthropic_streaming_response),
+    Door(
+        "anthropic",
+        "messages.with_streaming_response(stream=True) parse",
+        anthropic_streaming_response_stream,
+        "anthropic",
+    ),
+    Door("anthropic", "with_raw_response(stream=True) parse", anthropic_raw_stream, "anthropic"),
     Door("genai", "aio.models.generate_content", genai_call),
     Door("genai", "aio.models.generate_content_stream", genai_stream, "gemini"),
     Door("genai", "aio.chats send_message", genai_chat),
@@ -216,6 +265,48 @@ async def test_async_door_401_event_before_text_is_retried(door, loopback, keys,
     assert expected(1) == outcome(loopback, keys, texts)
 
 
+class Parsed(NamedTuple):
+    """A raw response's parsed stream, as the Agents SDK reads the Responses API."""
+
+    resource: str
+    ask: dict[str, Any]
+    api: str
+    text: Any
+    ending: str
+    """How an auth error event after text ends the stream: the SDK's error raised (anthropic),
+    or the last event forwarded as it came (the Responses API's `error` event)."""
+
+
+PARSED = {
+    "openai": Parsed("responses", {"model": "m", "input": "hi"}, "responses", deltas_text, "error"),
+    "anthropic": Parsed("messages", ASK, "anthropic", anthropic_events_text, "APIStatusError"),
+}
+
+
+@pytest.mark.parametrize("sdk", list(PARSED))
+async def test_async_parsed_stream_401_event_after_text_is_not_retried(
+    sdk, loopback, keys, async_clients
+):
+    """An auth error event after text in a raw response's parsed stream: ends it, text once."""
+    parsed = PARSED[sdk]
+    create = getattr(async_clients[sdk], parsed.resource).with_streaming_response.create
+    loopback.inject_stream_error("after_content", api=parsed.api)
+    received = []
+    try:
+        async with create(**parsed.ask, stream=True) as response:
+            async for event in await response.parse():
+                received.append(event)  # noqa: PERF401 - what came before the error is kept
+        ending = received[-1].type
+    except Exception as error:  # which error ended the stream is asserted
+        ending = type(error).__name__
+    assert (0, 0, "chunk-0 ", parsed.ending) == (
+        loopback.stats.token_requests,
+        keys.fetches,
+        parsed.text(received),
+        ending,
+    )
+
+
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 async def test_an_async_client_entered_is_the_proxy(sdk, loopback, keys, async_clients):
     """`async with wrapped as client`: the client entered is the proxy, its calls refresh."""
@@ -266,6 +357,20 @@ def sync_openai_streaming_response(client):
         return response.parse().choices[0].message.content
 
 
+def sync_openai_streaming_response_stream(client):
+    create = client.responses.with_streaming_response.create
+    with create(model="m", input="hi", stream=True) as response:
+        return deltas_text(list(response.parse()))
+
+
+def sync_openai_raw_stream(client):
+    raw = client.with_raw_response.chat.completions.create(
+        model="m", messages=MESSAGES, stream=True
+    )
+    with raw.parse() as stream:
+        return chunks_text(list(stream))
+
+
 def sync_anthropic_text_stream(client):
     """The anthropic README's example."""
     with client.messages.stream(**ASK) as stream:
@@ -283,6 +388,18 @@ def sync_anthropic_call(client):
 
 def sync_anthropic_with_options(client):
     return sync_anthropic_call(client.with_options(timeout=30))
+
+
+def sync_anthropic_streaming_response_stream(client):
+    create = client.messages.with_streaming_response.create
+    with create(**ASK, stream=True) as response:
+        return anthropic_events_text(list(response.parse()))
+
+
+def sync_anthropic_raw_stream(client):
+    raw = client.messages.with_raw_response.create(**ASK, stream=True)
+    with raw.parse() as stream:
+        return anthropic_events_text(list(stream))
 
 
 def sync_genai_call(client):
@@ -312,12 +429,28 @@ SYNC_DOORS = [
     Door("openai", "with_options", sync_openai_with_options),
     Door("openai", "with_raw_response", sync_openai_raw),
     Door("openai", "with_streaming_response", sync_openai_streaming_response),
+    Door(
+        "openai",
+        "responses.with_streaming_response(stream=True) parse",
+        sync_openai_streaming_response_stream,
+        "responses",
+    ),
+    Door("openai", "with_raw_response(stream=True) parse", sync_openai_raw_stream, "openai"),
     Door("anthropic", "messages.create", sync_anthropic_call),
     Door("anthropic", "messages.stream text_stream", sync_anthropic_text_stream, "anthropic"),
     Door(
         "anthropic", "messages.stream get_final_message", sync_anthropic_final_message, "anthropic"
     ),
     Door("anthropic", "with_options", sync_anthropic_with_options),
+    Door(
+        "anthropic",
+        "messages.with_streaming_response(stream=True) parse",
+        sync_anthropic_streaming_response_stream,
+        "anthropic",
+    ),
+    Door(
+        "anthropic", "with_raw_response(stream=True) parse", sync_anthropic_raw_stream, "anthropic"
+    ),
     Door("genai", "models.generate_content", sync_genai_call),
     Door("genai", "models.generate_content_stream", sync_genai_stream, "gemini"),
     Door("genai", "chats send_message", sync_genai_chat),
@@ -373,6 +506,29 @@ def test_sync_door_401_event_before_text_is_retried(door, threaded, sync_clients
     threaded.inject_stream_error("before_content", api=door.api)
     texts = [door.run(clients[door.sdk])]
     assert expected(1) == outcome(threaded, keys, texts)
+
+
+@pytest.mark.parametrize("sdk", list(PARSED))
+def test_sync_parsed_stream_401_event_after_text_is_not_retried(sdk, threaded, sync_clients):
+    """An auth error event after text in a sync raw response's parsed stream: ends it, once."""
+    keys, clients = sync_clients
+    parsed = PARSED[sdk]
+    create = getattr(clients[sdk], parsed.resource).with_streaming_response.create
+    threaded.inject_stream_error("after_content", api=parsed.api)
+    received = []
+    try:
+        with create(**parsed.ask, stream=True) as response:
+            for event in response.parse():
+                received.append(event)  # noqa: PERF402 - what came before the error is kept
+        ending = received[-1].type
+    except Exception as error:  # which error ended the stream is asserted
+        ending = type(error).__name__
+    assert (0, 0, "chunk-0 ", parsed.ending) == (
+        threaded.stats.token_requests,
+        keys.fetches,
+        parsed.text(received),
+        ending,
+    )
 
 
 def test_a_sync_client_entered_is_the_proxy(threaded, sync_clients):

@@ -40,6 +40,9 @@ DIALECT: Final = Dialect(
                 "get_final_message": "get_final_message",
                 "get_final_text": "get_final_text",
             },
+            # A raw response's `parse()` gives the stream of a streaming request
+            # (`with_streaming_response`, `with_raw_response`): it is read through the gate.
+            parses=("parse",),
         )
         for client in ("Anthropic", "AsyncAnthropic")
     ),

@@ -39,6 +39,9 @@ DIALECT: Final = Dialect(
             hands_out=_HANDS_OUT,
             derives=("with_options", "copy"),
             helpers=_HELPERS,
+            # A raw response's `parse()` gives the stream of a streaming request (the Agents
+            # SDK streams the Responses API that way): it is read through the gate.
+            parses=("parse",),
         )
         for client in ("OpenAI", "AsyncOpenAI")
     ),
