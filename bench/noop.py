@@ -2,14 +2,18 @@
 
 The provider's `chat` returns its argument at once, so the wrapper's own cost is all there is
 to see. The floor is the least any wrapper can add: one forwarding coroutine that would catch
-a 401 and retry (`forward`). Bare, the floor and ours run in one process, interleaved, best of
-several rounds, so a noisy neighbour on a shared machine slows them alike.
+a 401 and retry (`Forwarding`). A wrapper that does not know the method's signature pays more:
+it takes and passes `*args, **kwargs`, and on a `wrapt` proxy each method lookup goes through
+the proxy's attribute hook (`GenericForwarding`, the least a generic proxy can add). Bare, the
+floors and ours run in one process, interleaved, best of several rounds, so a noisy neighbour
+on a shared machine slows them alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import wrapt
 from doubles import Unauthorized, refresh_never
 from measure import Config, Table, added_ns, best_of, ns, timed_async, verdict
 
@@ -41,6 +45,16 @@ class Forwarding:
             return await self.provider.chat(request)
 
 
+class GenericForwarding(wrapt.BaseObjectProxy):  # type: ignore[misc]
+    """The floor of a generic proxy: forwards any arguments, retrying on a 401."""
+
+    async def chat(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.__wrapped__.chat(*args, **kwargs)
+        except Unauthorized:
+            return await self.__wrapped__.chat(*args, **kwargs)
+
+
 def calls(provider: Any, count: int) -> Any:
     async def run() -> None:
         for _ in range(count):
@@ -60,6 +74,9 @@ def run(config: Config) -> list[Table]:
     subjects = {
         "bare: the provider's coroutine": NoopProvider(),
         "floor: one forwarding coroutine": Forwarding(NoopProvider()),
+        "floor: a generic forwarding proxy (wrapt, *args, **kwargs)": GenericForwarding(
+            NoopProvider()
+        ),
         "refresh_on_401, instance proxy": refresh_on_401(NoopProvider(), refresh=refresh_never),
         "refresh_on_401, class decoration": DecoratedNoopProvider(),
     }

@@ -26,7 +26,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from types import CodeType, CoroutineType
+from types import CodeType, CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import wrapt
@@ -295,19 +295,24 @@ def nested(call: Call) -> bool:
     """
     flight = call.flight
     frame = inspect.currentframe()
+    # The frame that awaits the call's own engine frame: the call's own method when it ran its
+    # first attempt itself. Known without reading its locals, which costs microseconds a frame.
+    own: FrameType | None = None
     while frame is not None:
         code = frame.f_code
         if code in _REFRESHES:
             return False
-        if code in _ATTEMPTS:
+        if code in _ATTEMPTS and frame is not own:
             seen = frame.f_locals
             outer = cast("Call | None", seen.get("call"))
-            if outer is None:
+            if outer is call:
+                own = frame.f_back
+            elif outer is None:
                 # A quick first attempt (`_calls.awaiting_method`), which makes its `Call` only
                 # when it fails: a call commits nothing.
                 if seen["flight"] is flight:
                     return True
-            elif outer is not call and outer.flight is flight and not outer.gate.committed:
+            elif outer.flight is flight and not outer.gate.committed:
                 return True
         frame = frame.f_back
     return False
