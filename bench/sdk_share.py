@@ -158,6 +158,13 @@ class DecoratedReplayProvider(ReplayProvider):
     pass
 
 
+class SdkShapedReplayProvider(ReplayProvider):
+    """The SDKs' shape: `create` is a plain method that returns a coroutine, not an `async def`."""
+
+    def chat(self) -> Any:  # type: ignore[override]
+        return ReplayProvider.chat(self)
+
+
 async def forward(inner: AsyncIterable[Any]) -> AsyncIterator[Any]:
     """The least any gate can add to a stream: one more generator layer."""
     async for item in inner:
@@ -208,6 +215,11 @@ def subjects(recording: Recording) -> list[Subject]:
         provider_subject("refresh_on_401, instance proxy", "ours", instance),
         provider_subject(
             "refresh_on_401, class decoration", "ours", DecoratedReplayProvider(recording)
+        ),
+        provider_subject(
+            "refresh_on_401, instance proxy, the SDK's shape (a plain method)",
+            "ours",
+            refresh_on_401(SdkShapedReplayProvider(recording), refresh=refresh_never),
         ),
     ]
 

@@ -19,8 +19,9 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from collections.abc import Awaitable, Callable
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._flight import Current
 from ._kinds import SETTLED, ItemKind, watches_for
@@ -30,14 +31,27 @@ from ._retry import (
     Site,
     open_async,
     open_sync,
+    restart_plain,
     runs_attempts,
     start_plain,
     wrapped_of,
 )
 
-__all__ = ["awaiting_method", "call_coroutine", "call_plain", "watch_output_of", "went_out"]
+if TYPE_CHECKING:
+    from ._flight import Flight
+    from ._spec import Method
+
+__all__ = [
+    "awaiting_method",
+    "calling_method",
+    "call_coroutine",
+    "call_plain",
+    "watch_output_of",
+    "went_out",
+]
 
 _OUTPUT: Final = ItemKind.OUTPUT
+_COROUTINE: Final = CoroutineType
 
 # The calls running in this task or thread, innermost last: output sent out beside an inner
 # call was sent beside the outer ones too.
@@ -142,6 +156,73 @@ def awaiting_method(function: Callable[..., Any], site: Callable[[Any], Site]) -
     return awaited
 
 
+def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) -> Any:
+    """The function that replaces a plain call method `function`, such as the SDKs' `create`.
+
+    Its first attempt starts here the quick way, as in `awaiting_method`, when that applies:
+    a settled value is the result; a coroutine (an async client's `create`) is awaited the
+    quick way too (`_settle`); any other value goes to the engine as the first attempt, and
+    an exception to `restart_plain`, which refreshes and starts the method again.
+    """
+
+    @functools.wraps(function)
+    def called(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        method, flight, holder = site(self)
+        if method.quick and not _watched.modules:
+            current = flight.current
+            provider = current.value
+            if provider is None:  # class mode: the instance is the provider
+                provider = holder
+            if provider is holder or provider is wrapped_of(holder):
+                try:
+                    value = method.invoke(provider, args, kwargs)
+                except Exception as error:  # noqa: BLE001 - restart_plain decides
+                    failed = error
+                else:
+                    if id(type(value)) in SETTLED:
+                        return value
+                    started = Current(current.generation, provider)
+                    if type(value) is _COROUTINE:
+                        return _settle(method, flight, holder, args, kwargs, started, value)
+                    # Named `call` in this frame from here on: `nested` reads it.
+                    call = Call(method, flight, holder, args, kwargs)
+                    return _started(call, FirstAttempt(started, value))
+                call = Call(method, flight, holder, args, kwargs)
+                first = restart_plain(call, Current(current.generation, provider), failed)
+                return _started(call, first)
+        call = Call(method, flight, holder, args, kwargs)
+        return call_plain(call)
+
+    runs_attempts(called)
+    return called
+
+
+async def _settle(
+    method: Method,
+    flight: Flight[Any],
+    holder: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    current: Current[Any],
+    attempt: Awaitable[Any],
+) -> Any:
+    """Await a coroutine a plain method's quick first attempt returned, the quick way."""
+    try:
+        value: object = await attempt
+    except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
+        first = FirstAttempt(current, _raise(error))
+    else:
+        if id(type(value)) in SETTLED:
+            return value
+        first = FirstAttempt(current, value)
+    # Named `call` in this frame from here on: `nested` reads it.
+    call = Call(method, flight, holder, args, kwargs)
+    return await call_coroutine(call, first)
+
+
+runs_attempts(_settle)
+
+
 async def _raise(error: Exception) -> NoReturn:
     raise error
 
@@ -157,9 +238,14 @@ def call_plain(call: Call) -> Any:
         first = start_plain(call)
         if first is None:
             return call_coroutine(call)
-        if inspect.isawaitable(first.value):
-            return call_coroutine(call, first)
-        return open_sync(call, first)
+        return _started(call, first)
     finally:
         if running is not None:
             _running.reset(running)
+
+
+def _started(call: Call, first: FirstAttempt) -> Any:
+    """The rest of a plain method's call, from its first attempt: awaited, or now."""
+    if inspect.isawaitable(first.value):
+        return call_coroutine(call, first)
+    return open_sync(call, first)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, cast
 
 import wrapt
 
-from ._calls import awaiting_method, call_coroutine, call_plain, watch_output_of
+from ._calls import awaiting_method, call_coroutine, call_plain, calling_method, watch_output_of
 from ._events import UnrelatedReplacement, emit, logger
 from ._flight import Flight
 from ._retry import Call, Site
@@ -87,6 +87,8 @@ def intercepting(function: Callable[..., Any], shape: Shape, stream: bool, site:
             return await entry(Call(*site(self), args, kwargs))
 
         replacement = awaited
+    elif shape is Shape.PLAIN and not stream:
+        replacement = calling_method(function, site)
     elif shape is Shape.PLAIN:
 
         @functools.wraps(function)

@@ -63,6 +63,7 @@ __all__ = [
     "open_sync",
     "recover_async",
     "recover_sync",
+    "restart_plain",
     "runs_attempts",
     "start_plain",
     "wrapped_of",
@@ -493,11 +494,7 @@ def start_plain(
         current, ahead = ready_sync(call), False
     try:
         value = call.start(current.value)
-    except Exception as error:
-        if call.gate.on_exception(error) is not GateAction.RETRY:
-            raise
-        if defer is not None and in_event_loop() and defer(call, current.value):
-            return RefusedAttempt(current, error)
+    except Exception as error:  # noqa: BLE001 - the gate decides, in restart_plain
         failed = error
     else:
         if ahead and inspect.iscoroutine(value):
@@ -506,10 +503,29 @@ def start_plain(
         if ahead and (hasattr(value, "__aiter__") or hasattr(value, "__aenter__")):
             return AheadAttempt(current, value)
         return FirstAttempt(current, value)
+    return restart_plain(call, current, failed, defer=defer)
+
+
+def restart_plain(
+    call: Call,
+    current: Current[Any],
+    failed: Exception,
+    *,
+    defer: Callable[[Call, object], bool] | None = None,
+) -> FirstAttempt:
+    """After a plain method's first attempt on `current` raised `failed`: start it again.
+
+    A 401 is refreshed (synchronously; see `start_plain` for `defer`) and the method called
+    again; anything else, or a refresh that fails, raises `failed`.
+    """
+    if call.gate.on_exception(failed) is not GateAction.RETRY:
+        raise failed
+    if defer is not None and in_event_loop() and defer(call, current.value):
+        return RefusedAttempt(current, failed)
     if not recover_sync(call, current.generation, current.value, failed):
         raise failed
     current = call.current()
     return FirstAttempt(current, call.start(current.value))
 
 
-runs_attempts(start_plain)
+runs_attempts(start_plain, restart_plain)

@@ -12,7 +12,10 @@ when the first attempt opens:
   returned awaitable is awaited as above, a manager (`anthropic`'s `messages.stream()`,
   pydantic-ai's `request_stream()`) becomes a `PendingStream` that opens when entered, and a
   returned iterator gets a `SyncStreamView`; a plain value is a call's result;
-- a generator method: the gated generator.
+- a generator method: the gated generator;
+- a raw response a hand-out returns (`with_streaming_response`): a `RawResponseView`, whose
+  `parse()` gives the gated view of the body's stream, read again from the new response
+  after a retry.
 
 A view *is* the SDK's stream object of the current attempt (wrapt proxy): iterating it goes
 through the gate, and everything else (`get_final_message()`, `get()`, `usage`, `response`)
@@ -26,8 +29,9 @@ engine (`_retry.open_async(..., adopt=adopt_async)`), which knows no streams; `c
 (and `close_sync`) ends the open one, shielded and bounded (`_backend.close_shielded`).
 
 Why it is over 600 lines: a fifth of it is the sync gate loop and view generated from the
-async ones (`tools/unasync.py`), and the shapes need the attempt primitives beside them. The
-seam, when it grows, is the shapes (`stream_*`, `PendingStream`) apart from the gate loop.
+async ones (`tools/unasync.py`), and the shapes need the attempt primitives beside them. At
+about 900 lines the seam is due: the shapes (`stream_*`, `PendingStream`, `RawResponseView`)
+apart from the gate loop and the attempts, in a module of their own.
 """
 
 from __future__ import annotations

@@ -397,35 +397,73 @@ async def test_a_sync_call_that_cannot_await_the_refresh_fails_alone() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# the quick first attempt of a coroutine method (`_calls.awaiting_method`)
+# the quick first attempt (`_calls.awaiting_method`, `calling_method`)
 
 
 class Keyed:
-    """An async provider whose `chat` returns what it is given, or raises 401 with key 0."""
+    """An async provider whose `chat` returns what it is given, or refuses with key 0.
+
+    It refuses with a 401 raised, or with `refusal`, an error item, when one is set.
+    """
+
+    refusal: object = None
 
     def __init__(self, key: int = 1) -> None:
         self.key = key
 
-    async def chat(self, value: object) -> object:
-        if self.key < 1:
+    def answer(self, value: object) -> object:
+        if self.key >= 1:
+            return value
+        if self.refusal is None:
             raise Unauthorized
-        return value
+        return self.refusal
+
+    async def chat(self, value: object) -> object:
+        return self.answer(value)
 
 
-def keyed(mode: str, key: int, **options: Any) -> Any:
+class SyncKeyed(Keyed):
+    """The same as a sync provider."""
+
+    def chat(self, value: object) -> object:  # type: ignore[override]
+        return self.answer(value)
+
+
+class SdkKeyed(Keyed):
+    """The same as the SDKs' `create`: a plain method that returns a coroutine."""
+
+    def chat(self, value: object) -> Any:  # type: ignore[override]
+        return Keyed.chat(self, value)
+
+
+SHAPES = {"async": Keyed, "sync": SyncKeyed, "sdk": SdkKeyed}
+
+
+def keyed(mode: str, shape: str, key: int, **options: Any) -> Any:
+    cls = SHAPES[shape]
+
     def renew(stale: Keyed) -> Keyed | None:
         if mode == "class":
             stale.key += 1
             return None
-        return Keyed(stale.key + 1)
+        return cls(stale.key + 1)
 
     if mode == "instance":
-        return refresh_on_401(Keyed(key), refresh=renew, **options)
-    return refresh_on_401(refresh=renew, **options)(type("K", (Keyed,), {}))(key)
+        return refresh_on_401(cls(key), refresh=renew, **options)
+    return refresh_on_401(refresh=renew, **options)(type("K", (cls,), {}))(key)
 
 
-@pytest.mark.parametrize("mode", ["instance", "class"])
-async def test_a_custom_kind_of_is_asked_of_every_call_result(mode: str) -> None:
+async def outcome(shape: str, result: Any) -> Any:
+    return result if shape == "sync" else await result
+
+
+MODES_AND_SHAPES = pytest.mark.parametrize(
+    ("mode", "shape"), [(mode, shape) for mode in ("instance", "class") for shape in SHAPES]
+)
+
+
+@MODES_AND_SHAPES
+async def test_a_custom_kind_of_is_asked_of_every_call_result(mode: str, shape: str) -> None:
     """A `kind_of` of the user's sees each result, even text, which the default never reads."""
     seen: list[object] = []
 
@@ -433,26 +471,48 @@ async def test_a_custom_kind_of_is_asked_of_every_call_result(mode: str) -> None
         seen.append(item)
         return ItemKind.OUTPUT
 
-    provider = keyed(mode, 1, kind_of=kinds)
+    provider = keyed(mode, shape, 1, kind_of=kinds)
+    results = [await outcome(shape, provider.chat("a")), await outcome(shape, provider.chat("b"))]
 
-    assert (["a", "b"], ["a", "b"]) == ([await provider.chat("a"), await provider.chat("b")], seen)
+    assert (["a", "b"], ["a", "b"]) == (results, seen)
 
 
-@pytest.mark.parametrize("mode", ["instance", "class"])
-async def test_a_401_on_the_quick_attempt_is_refreshed_and_retried(mode: str) -> None:
+@MODES_AND_SHAPES
+async def test_a_401_on_the_quick_attempt_is_refreshed_and_retried(mode: str, shape: str) -> None:
     """The quick attempt's 401 goes to the engine, which refreshes once and retries."""
-    provider = keyed(mode, 0)
+    provider = keyed(mode, shape, 0)
 
-    assert "ok" == await provider.chat("ok")
+    assert "ok" == await outcome(shape, provider.chat("ok"))
+
+
+@MODES_AND_SHAPES
+async def test_an_error_item_on_the_quick_attempt_is_refreshed_and_retried(
+    mode: str, shape: str
+) -> None:
+    """A result that may be an error item is read by the engine: a 401 one is retried."""
+    provider = keyed(mode, shape, 0)
+    provider.refusal = {"type": "error", "error": {"type": "authentication_error"}}
+
+    assert "ok" == await outcome(shape, provider.chat("ok"))
+
+
+@MODES_AND_SHAPES
+async def test_a_value_that_is_no_error_item_is_returned_as_it_is(mode: str, shape: str) -> None:
+    """A mapping that names no error goes through the engine and comes back untouched."""
+    provider = keyed(mode, shape, 1)
+    message = {"type": "message", "content": "ok"}
+
+    assert message is await outcome(shape, provider.chat(message))
 
 
 @pytest.mark.parametrize("mode", ["instance", "class"])
-async def test_an_awaitable_result_is_awaited_as_before(mode: str) -> None:
+@pytest.mark.parametrize("shape", ["async", "sdk"])
+async def test_an_awaitable_result_is_awaited_as_before(mode: str, shape: str) -> None:
     """A coroutine method that returns an awaitable gives what the awaitable resolves to."""
 
     async def later() -> str:
         return "resolved"
 
-    provider = keyed(mode, 1)
+    provider = keyed(mode, shape, 1)
 
     assert "resolved" == await provider.chat(later())
