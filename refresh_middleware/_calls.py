@@ -21,7 +21,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from ._flight import Current
 from ._kinds import SETTLED, ItemKind, watches_for
@@ -37,15 +37,11 @@ from ._retry import (
     wrapped_of,
 )
 
-if TYPE_CHECKING:
-    from ._flight import Flight
-    from ._spec import Method
-
 __all__ = [
     "awaiting_method",
-    "calling_method",
     "call_coroutine",
     "call_plain",
+    "calling_method",
     "watch_output_of",
     "went_out",
 ]
@@ -167,7 +163,8 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
 
     @functools.wraps(function)
     def called(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-        method, flight, holder = site(self)
+        where = site(self)
+        method, flight, holder = where
         if method.quick and not _watched.modules:
             current = flight.current
             provider = current.value
@@ -183,7 +180,7 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
                         return value
                     started = Current(current.generation, provider)
                     if type(value) is _COROUTINE:
-                        return _settle(method, flight, holder, args, kwargs, started, value)
+                        return _settle(where, args, kwargs, started, value)
                     # Named `call` in this frame from here on: `nested` reads it.
                     call = Call(method, flight, holder, args, kwargs)
                     return _started(call, FirstAttempt(started, value))
@@ -198,15 +195,14 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
 
 
 async def _settle(
-    method: Method,
-    flight: Flight[Any],
-    holder: object,
+    where: Site,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     current: Current[Any],
     attempt: Awaitable[Any],
 ) -> Any:
     """Await a coroutine a plain method's quick first attempt returned, the quick way."""
+    flight = where[1]  # noqa: F841 - read from this frame by `nested`, from the start
     try:
         value: object = await attempt
     except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
@@ -216,7 +212,7 @@ async def _settle(
             return value
         first = FirstAttempt(current, value)
     # Named `call` in this frame from here on: `nested` reads it.
-    call = Call(method, flight, holder, args, kwargs)
+    call = Call(*where, args, kwargs)
     return await call_coroutine(call, first)
 
 

@@ -74,6 +74,36 @@ def async_levels(server: Server, levels: int) -> Any:
     return cls()
 
 
+def sdk_levels(server: Server, levels: int) -> Any:
+    """As `async_levels`, in the SDKs' shape: each `chat` a plain method returning a coroutine."""
+
+    @refresh_on_401(refresh=server.renew)
+    class Base:
+        def __init__(self) -> None:
+            self.key = 0
+
+        def chat(self, prompt: str) -> Any:
+            return self.answer()
+
+        async def answer(self) -> str:
+            await checkpoint()
+            return server.answer(self.key)
+
+    cls: type[Any] = Base
+    for _ in range(levels - 1):
+
+        @refresh_on_401(refresh=server.renew)
+        class Level(cls):  # type: ignore[misc, valid-type]
+            def chat(self, prompt: str) -> Any:
+                return self.through(super().chat(prompt))
+
+            async def through(self, parent: Any) -> str:
+                return await parent  # type: ignore[no-any-return]
+
+        cls = Level
+    return cls()
+
+
 def sync_levels(server: Server, levels: int) -> Any:
     """A sync provider `levels` decorated classes deep, each `chat` calling its parent's."""
 
@@ -114,6 +144,31 @@ def test_nested_super_calls_recover_from_an_expired_credential(backend: str, lev
     """Async subclasses calling decorated parents recover from an expiry with one refresh."""
     server = Server(1)
     provider = async_levels(server, levels)
+
+    answer = run(backend, lambda: provider.chat("hi"))
+
+    assert ("answer", 1, 2) == (answer, server.refreshes, server.requests)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+def test_nested_sdk_shaped_calls_refresh_once_for_a_lasting_401(backend: str, levels: int) -> None:
+    """Plain methods returning coroutines, nested: a lasting 401 costs 1 refresh, 2 requests."""
+    server = Server(PERMANENT)
+    provider = sdk_levels(server, levels)
+
+    with pytest.raises(Unauthorized):
+        run(backend, lambda: provider.chat("hi"))
+
+    assert (1, 2) == (server.refreshes, server.requests)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+def test_nested_sdk_shaped_calls_recover_from_an_expired_credential(
+    backend: str, levels: int
+) -> None:
+    """Plain methods returning coroutines, nested, recover from an expiry with one refresh."""
+    server = Server(1)
+    provider = sdk_levels(server, levels)
 
     answer = run(backend, lambda: provider.chat("hi"))
 
