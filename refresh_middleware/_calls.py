@@ -21,7 +21,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._flight import Current
 from ._kinds import SETTLED, ItemKind, watches_for
@@ -36,6 +36,9 @@ from ._retry import (
     start_plain,
     wrapped_of,
 )
+
+if TYPE_CHECKING:
+    from ._spec import Method
 
 __all__ = [
     "awaiting_method",
@@ -105,6 +108,20 @@ def call_coroutine(call: Call, first: FirstAttempt | None = None) -> Any:
     return _watching(call, first)
 
 
+def _quick(method: Method, holder: object, value: object) -> Any:
+    """The provider a call's first attempt runs on the quick way, or None where it may not.
+
+    `value` is the flight's provider (None in class mode, where the instance is the provider).
+    The quick way needs `Method.quick`, no framework watched, and, for a proxy, the flight's
+    provider in it (not one assigned to `proxy.__wrapped__`; see `Call.current`).
+    """
+    if not method.quick or _watched.modules:
+        return None
+    if value is None:
+        return holder
+    return value if value is wrapped_of(holder) else None
+
+
 def awaiting_method(function: Callable[..., Any], site: Callable[[Any], Site]) -> Any:
     """The `async def` that replaces a coroutine call method `function`.
 
@@ -123,27 +140,24 @@ def awaiting_method(function: Callable[..., Any], site: Callable[[Any], Site]) -
     async def awaited(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         method, flight, holder = site(self)
         first: FirstAttempt | None = None
-        if method.quick and not _watched.modules:
-            current = flight.current
-            provider = current.value
-            if provider is None:  # class mode: the instance is the provider
-                provider = holder
-            if provider is holder or provider is wrapped_of(holder):
-                try:
-                    # `Method.invoke`, its two commonest ways written out: a call less.
-                    if method.original is not None:
-                        value: object = await method.original(provider, *args, **kwargs)
-                    elif method.attribute is not None:
-                        value = await getattr(provider, method.attribute)(*args, **kwargs)
-                    else:
-                        value = await method.invoke(provider, args, kwargs)
-                except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
-                    # Handed over as an attempt that raises it again when the engine awaits it.
-                    first = FirstAttempt(Current(current.generation, provider), _raise(error))
+        current = flight.current
+        provider = _quick(method, holder, current.value)
+        if provider is not None:
+            try:
+                # `Method.invoke`, its two commonest ways written out: a call less.
+                if method.original is not None:
+                    value: object = await method.original(provider, *args, **kwargs)
+                elif method.attribute is not None:
+                    value = await getattr(provider, method.attribute)(*args, **kwargs)
                 else:
-                    if id(type(value)) in SETTLED:
-                        return value
-                    first = FirstAttempt(Current(current.generation, provider), value)
+                    value = await method.invoke(provider, args, kwargs)
+            except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
+                # Handed over as an attempt that raises it again when the engine awaits it.
+                first = FirstAttempt(Current(current.generation, provider), _raise(error))
+            else:
+                if id(type(value)) in SETTLED:
+                    return value
+                first = FirstAttempt(Current(current.generation, provider), value)
         # Named `call` in this frame from here on: `nested` reads it.
         call = Call(method, flight, holder, args, kwargs)
         return await call_coroutine(call, first)
@@ -165,28 +179,25 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
     def called(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         where = site(self)
         method, flight, holder = where
-        if method.quick and not _watched.modules:
-            current = flight.current
-            provider = current.value
-            if provider is None:  # class mode: the instance is the provider
-                provider = holder
-            if provider is holder or provider is wrapped_of(holder):
-                try:
-                    value = method.invoke(provider, args, kwargs)
-                except Exception as error:  # noqa: BLE001 - restart_plain decides
-                    failed = error
-                else:
-                    if id(type(value)) in SETTLED:
-                        return value
-                    started = Current(current.generation, provider)
-                    if type(value) is _COROUTINE:
-                        return _settle(where, args, kwargs, started, value)
-                    # Named `call` in this frame from here on: `nested` reads it.
-                    call = Call(method, flight, holder, args, kwargs)
-                    return _started(call, FirstAttempt(started, value))
+        current = flight.current
+        provider = _quick(method, holder, current.value)
+        if provider is not None:
+            try:
+                value = method.invoke(provider, args, kwargs)
+            except Exception as error:  # noqa: BLE001 - restart_plain decides
+                failed = error
+            else:
+                if id(type(value)) in SETTLED:
+                    return value
+                started = Current(current.generation, provider)
+                if type(value) is _COROUTINE:
+                    return _settle(where, args, kwargs, started, value)
+                # Named `call` in this frame from here on: `nested` reads it.
                 call = Call(method, flight, holder, args, kwargs)
-                first = restart_plain(call, Current(current.generation, provider), failed)
-                return _started(call, first)
+                return _started(call, FirstAttempt(started, value))
+            call = Call(method, flight, holder, args, kwargs)
+            first = restart_plain(call, Current(current.generation, provider), failed)
+            return _started(call, first)
         call = Call(method, flight, holder, args, kwargs)
         return call_plain(call)
 

@@ -75,7 +75,7 @@ def async_levels(server: Server, levels: int) -> Any:
 
 
 def sdk_levels(server: Server, levels: int) -> Any:
-    """As `async_levels`, in the SDKs' shape: each `chat` a plain method returning a coroutine."""
+    """As `async_levels` in the SDKs' shape: each `chat` a plain method returning a coroutine."""
 
     @refresh_on_401(refresh=server.renew)
     class Base:
@@ -127,11 +127,17 @@ def sync_levels(server: Server, levels: int) -> Any:
     return cls()
 
 
+ASYNC_SHAPES = pytest.mark.parametrize("build", [async_levels, sdk_levels], ids=["async", "sdk"])
+
+
+@ASYNC_SHAPES
 @pytest.mark.parametrize("levels", [2, 3])
-def test_nested_super_calls_refresh_once_for_a_lasting_401(backend: str, levels: int) -> None:
+def test_nested_super_calls_refresh_once_for_a_lasting_401(
+    backend: str, levels: int, build: Callable[[Server, int], Any]
+) -> None:
     """Async subclasses calling decorated parents: a lasting 401 costs 1 refresh, 2 requests."""
     server = Server(PERMANENT)
-    provider = async_levels(server, levels)
+    provider = build(server, levels)
 
     with pytest.raises(Unauthorized):
         run(backend, lambda: provider.chat("hi"))
@@ -139,36 +145,14 @@ def test_nested_super_calls_refresh_once_for_a_lasting_401(backend: str, levels:
     assert (1, 2) == (server.refreshes, server.requests)
 
 
+@ASYNC_SHAPES
 @pytest.mark.parametrize("levels", [2, 3])
-def test_nested_super_calls_recover_from_an_expired_credential(backend: str, levels: int) -> None:
+def test_nested_super_calls_recover_from_an_expired_credential(
+    backend: str, levels: int, build: Callable[[Server, int], Any]
+) -> None:
     """Async subclasses calling decorated parents recover from an expiry with one refresh."""
     server = Server(1)
-    provider = async_levels(server, levels)
-
-    answer = run(backend, lambda: provider.chat("hi"))
-
-    assert ("answer", 1, 2) == (answer, server.refreshes, server.requests)
-
-
-@pytest.mark.parametrize("levels", [2, 3])
-def test_nested_sdk_shaped_calls_refresh_once_for_a_lasting_401(backend: str, levels: int) -> None:
-    """Plain methods returning coroutines, nested: a lasting 401 costs 1 refresh, 2 requests."""
-    server = Server(PERMANENT)
-    provider = sdk_levels(server, levels)
-
-    with pytest.raises(Unauthorized):
-        run(backend, lambda: provider.chat("hi"))
-
-    assert (1, 2) == (server.refreshes, server.requests)
-
-
-@pytest.mark.parametrize("levels", [2, 3])
-def test_nested_sdk_shaped_calls_recover_from_an_expired_credential(
-    backend: str, levels: int
-) -> None:
-    """Plain methods returning coroutines, nested, recover from an expiry with one refresh."""
-    server = Server(1)
-    provider = sdk_levels(server, levels)
+    provider = build(server, levels)
 
     answer = run(backend, lambda: provider.chat("hi"))
 
