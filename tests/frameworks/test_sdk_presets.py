@@ -49,6 +49,10 @@ def deltas_text(events):
     return "".join(event.delta for event in events if event.type == "response.output_text.delta")
 
 
+def chat_events_text(events):
+    return "".join(event.delta for event in events if event.type == "content.delta")
+
+
 def anthropic_events_text(events):
     return "".join(event.delta.text for event in events if event.type == "content_block_delta")
 
@@ -82,6 +86,11 @@ async def openai_final_response(client):
 async def openai_chat_manager_final(client):
     async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
         return (await stream.get_final_completion()).choices[0].message.content
+
+
+async def openai_chat_manager(client):
+    async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+        return chat_events_text([event async for event in stream])
 
 
 async def openai_with_options(client):
@@ -180,7 +189,13 @@ ASYNC_DOORS = [
     Door("openai", "chat.completions.create(stream=True)", openai_stream, "openai"),
     Door("openai", "responses.stream", openai_responses_manager, "responses"),
     Door("openai", "responses.stream get_final_response", openai_final_response, "responses"),
-    Door("openai", "chat.completions.stream get_final_completion", openai_chat_manager_final),
+    Door("openai", "chat.completions.stream", openai_chat_manager, "openai"),
+    Door(
+        "openai",
+        "chat.completions.stream get_final_completion",
+        openai_chat_manager_final,
+        "openai",
+    ),
     Door("openai", "with_options", openai_with_options),
     Door("openai", "with_raw_response", openai_raw),
     Door("openai", "with_streaming_response", openai_streaming_response),
@@ -342,6 +357,16 @@ def sync_openai_final_response(client):
         return stream.get_final_response().output_text
 
 
+def sync_openai_chat_manager(client):
+    with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+        return chat_events_text(list(stream))
+
+
+def sync_openai_chat_manager_final(client):
+    with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+        return stream.get_final_completion().choices[0].message.content
+
+
 def sync_openai_with_options(client):
     return sync_openai_call(client.with_options(timeout=30))
 
@@ -390,6 +415,16 @@ def sync_anthropic_with_options(client):
     return sync_anthropic_call(client.with_options(timeout=30))
 
 
+def sync_anthropic_raw(client):
+    raw = client.messages.with_raw_response.create(**ASK)
+    return raw.parse().content[0].text
+
+
+def sync_anthropic_streaming_response(client):
+    with client.messages.with_streaming_response.create(**ASK) as response:
+        return response.parse().content[0].text
+
+
 def sync_anthropic_streaming_response_stream(client):
     create = client.messages.with_streaming_response.create
     with create(**ASK, stream=True) as response:
@@ -426,6 +461,13 @@ SYNC_DOORS = [
     Door("openai", "chat.completions.create(stream=True)", sync_openai_stream, "openai"),
     Door("openai", "responses.stream", sync_openai_responses_manager, "responses"),
     Door("openai", "responses.stream get_final_response", sync_openai_final_response, "responses"),
+    Door("openai", "chat.completions.stream", sync_openai_chat_manager, "openai"),
+    Door(
+        "openai",
+        "chat.completions.stream get_final_completion",
+        sync_openai_chat_manager_final,
+        "openai",
+    ),
     Door("openai", "with_options", sync_openai_with_options),
     Door("openai", "with_raw_response", sync_openai_raw),
     Door("openai", "with_streaming_response", sync_openai_streaming_response),
@@ -442,6 +484,8 @@ SYNC_DOORS = [
         "anthropic", "messages.stream get_final_message", sync_anthropic_final_message, "anthropic"
     ),
     Door("anthropic", "with_options", sync_anthropic_with_options),
+    Door("anthropic", "with_raw_response", sync_anthropic_raw),
+    Door("anthropic", "with_streaming_response", sync_anthropic_streaming_response),
     Door(
         "anthropic",
         "messages.with_streaming_response(stream=True) parse",
