@@ -74,8 +74,8 @@ def intercepting(function: Callable[..., Any], shape: Shape, stream: bool, site:
     It stays what `inspect` saw: an `async def` for a coroutine function, a plain function for
     a plain one (both dressed by `functools.wraps`, and cheap to look up and call), and for
     generator functions a `wrapt.FunctionWrapper`, through which `inspect` sees the original.
-    Each call is handed to the driver of its shape as a `Call`, made where `site` says; a
-    coroutine call method runs its first attempt itself (`awaiting_method`).
+    Each call is handed to the driver of its shape as a `Call`, made where `site` says; a call
+    method runs its first attempt itself (`awaiting_method`, `calling_method`).
     """
     entry = _ENTRIES[shape, stream]
     if shape is Shape.COROUTINE and not stream:

@@ -369,7 +369,7 @@ class Method:
     """The name of the original on the provider itself, when it is one (instance mode, not
     dotted, not derived): the commonest way, looked up without walking the path."""
     quick: bool = dataclasses.field(init=False)
-    """Whether a call can take the quick way (`_calls.awaiting_method`): no refresh ahead of
+    """Whether a call can take the quick way (`_calls._quick`): no refresh ahead of
     expiry to check first, and the default `kind_of`, which knows by class which values are
     settled results."""
 
