@@ -21,7 +21,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 from ._flight import Current
 from ._kinds import SETTLED, ItemKind, watches_for
@@ -183,7 +183,7 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
         provider = _quick(method, holder, current.value)
         if provider is not None:
             try:
-                value = method.invoke(provider, args, kwargs)
+                value: object = method.invoke(provider, args, kwargs)
             except Exception as error:  # noqa: BLE001 - restart_plain decides
                 failed = error
             else:
@@ -191,7 +191,7 @@ def calling_method(function: Callable[..., Any], site: Callable[[Any], Site]) ->
                     return value
                 started = Current(current.generation, provider)
                 if type(value) is _COROUTINE:
-                    return _settle(where, args, kwargs, started, value)
+                    return _settle(where, args, kwargs, started, cast("Awaitable[Any]", value))
                 # Named `call` in this frame from here on: `nested` reads it.
                 call = Call(method, flight, holder, args, kwargs)
                 return _started(call, FirstAttempt(started, value))
@@ -213,7 +213,7 @@ async def _settle(
     attempt: Awaitable[Any],
 ) -> Any:
     """Await a coroutine a plain method's quick first attempt returned, the quick way."""
-    flight = where[1]  # noqa: F841 - read from this frame by `nested`, from the start
+    method, flight, holder = where  # `flight` from the start: `nested` reads this frame
     try:
         value: object = await attempt
     except Exception as error:  # noqa: BLE001 - the engine decides, as for any attempt
@@ -223,7 +223,7 @@ async def _settle(
             return value
         first = FirstAttempt(current, value)
     # Named `call` in this frame from here on: `nested` reads it.
-    call = Call(*where, args, kwargs)
+    call = Call(method, flight, holder, args, kwargs)
     return await call_coroutine(call, first)
 
 
