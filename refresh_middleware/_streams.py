@@ -219,12 +219,21 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
 def raw_response_view(call: Call, current: Current[Any], value: object) -> Any:
     """`value` itself, or, if it is a raw response the preset reads (`parses`), its view."""
     parses = call.method.options.parses
-    if parses and any(
-        isinstance(inspect.getattr_static(type(value), name, None), types.FunctionType)
-        for name in parses
-    ):
+    if parses and _reads_body(type(value), parses):
         return RawResponseView(call, current, value)
     return value
+
+
+# Asked of every value a stream method of a preset returns (openai's `create` without a
+# stream), where a static lookup on an SDK model class costs about 20 µs: once per class. The
+# classes are the SDKs' own, few and long-lived; the bound keeps any others from piling up.
+@functools.lru_cache(maxsize=256)
+def _reads_body(cls: type, parses: tuple[str, ...]) -> bool:
+    """Whether instances of `cls` have a method of `parses` (a raw response's `parse`)."""
+    return any(
+        isinstance(inspect.getattr_static(cls, name, None), types.FunctionType)
+        for name in parses
+    )
 
 
 class RawResponseView(wrapt.ObjectProxy[Any]):
