@@ -231,8 +231,7 @@ def raw_response_view(call: Call, current: Current[Any], value: object) -> Any:
 def _reads_body(cls: type, parses: tuple[str, ...]) -> bool:
     """Whether instances of `cls` have a method of `parses` (a raw response's `parse`)."""
     return any(
-        isinstance(inspect.getattr_static(cls, name, None), types.FunctionType)
-        for name in parses
+        isinstance(inspect.getattr_static(cls, name, None), types.FunctionType) for name in parses
     )
 
 
