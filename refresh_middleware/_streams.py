@@ -40,7 +40,7 @@ import contextlib
 import functools
 import inspect
 import types
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Hashable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, cast
 
 import wrapt
@@ -219,7 +219,8 @@ def adopt_sync(call: Call, current: Current[Any], returned: Any) -> Any:
 def raw_response_view(call: Call, current: Current[Any], value: object) -> Any:
     """`value` itself, or, if it is a raw response the preset reads (`parses`), its view."""
     parses = call.method.options.parses
-    if parses and _reads_body(type(value), parses):
+    # A class is hashable, which mypy cannot see through `type(value)` of an object.
+    if parses and _reads_body(cast("Hashable", type(value)), parses):
         return RawResponseView(call, current, value)
     return value
 
